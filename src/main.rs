@@ -1,1 +1,41 @@
-fn main() {}
+//! The `eltrix` binary: loads the configuration, opens the store and starts
+//! one shard per core.
+
+mod api;
+mod auth;
+mod config;
+mod http;
+mod room;
+mod server;
+mod shard;
+mod store;
+mod sync;
+
+use clap::Parser;
+
+fn main() {
+    let cli = config::Cli::parse();
+    let config = match config::Config::load(&cli) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("eltrix: {error}");
+            std::process::exit(2);
+        }
+    };
+    init_logging(&config);
+    if let Err(error) = server::run(config) {
+        tracing::error!(%error, "server failed");
+        std::process::exit(1);
+    }
+}
+
+fn init_logging(config: &config::Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if config.log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,217 @@
+//! `POST /_matrix/client/v3/createRoom`.
+//!
+//! The room ID must be known to find the owning shard. Room versions 1 to 11
+//! use a random `!id:server`; in version 12 the ID is the reference hash of
+//! the create event, so the dispatcher builds that event once to learn the
+//! ID, and the owning shard rebuilds it identically (same content, sender
+//! and timestamp) as the room's first event.
+
+use std::{cell::RefCell, rc::Rc};
+
+use ruma::{OwnedRoomId, OwnedUserId, RoomVersionId};
+use serde::Deserialize;
+use serde_json::{Map as JsonMap, Value, json};
+
+use super::directory;
+use crate::{
+    api::{
+        error::{ApiResult, MatrixError},
+        request::ApiRequest,
+    },
+    auth::token::random_id,
+    room::{EventDraft, Room, append::append, builder, versions},
+    shard::{Shard, now_millis},
+};
+
+#[derive(Deserialize)]
+struct CreateRoomBody {
+    visibility: Option<String>,
+    room_alias_name: Option<String>,
+    name: Option<String>,
+    topic: Option<String>,
+    #[serde(default)]
+    invite: Vec<String>,
+    room_version: Option<String>,
+    creation_content: Option<JsonMap<String, Value>>,
+    #[serde(default)]
+    initial_state: Vec<InitialState>,
+    preset: Option<String>,
+    #[serde(default)]
+    is_direct: bool,
+    power_level_content_override: Option<JsonMap<String, Value>>,
+}
+
+#[derive(Deserialize)]
+struct InitialState {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    state_key: String,
+    content: Value,
+}
+
+/// `POST /_matrix/client/v3/createRoom`.
+pub async fn create_room(shard: &Rc<Shard>, request: &ApiRequest) -> ApiResult<Value> {
+    let sender = request.auth()?.user_id.clone();
+    let body: CreateRoomBody = request.body()?;
+    let version = body.room_version.clone().unwrap_or_else(|| versions::DEFAULT_ROOM_VERSION.to_owned());
+    let (version_id, rules) = versions::rules_for(&version)?;
+    let invites = parse_invites(&body.invite)?;
+    let created_ts = now_millis();
+    let create = create_draft(&sender, &version_id, body.creation_content.clone(), created_ts)?;
+
+    let room_id = if rules.authorization.room_create_event_id_as_room_id {
+        let placeholder = OwnedRoomId::try_from(format!("!placeholder:{}", shard.config.server_name))
+            .map_err(|e| MatrixError::internal(e.to_string()))?;
+        let room = Room::new(placeholder, version_id.clone(), rules.clone(), sender.clone(), created_ts);
+        builder::build(&room, &create, &shard.config.server_name, &shard.key, 0, created_ts)?.room_id
+    } else {
+        OwnedRoomId::try_from(format!("!{}:{}", random_id(18), shard.config.server_name))
+            .map_err(|e| MatrixError::internal(e.to_string()))?
+    };
+
+    let alias = match &body.room_alias_name {
+        Some(name) => Some(directory::claim_for_new_room(shard, name, &room_id, &sender).await?),
+        None => None,
+    };
+    let mut drafts = vec![create];
+    drafts.extend(initial_drafts(&sender, &version_id, &body, alias.as_deref(), &invites)?);
+
+    let owner = shard.owner(room_id.as_str());
+    let target = room_id.clone();
+    let created = shard
+        .on_shard(owner, move |shard| async move {
+            let room = Room::new(target.clone(), version_id, rules, sender, created_ts);
+            let room = Rc::new(RefCell::new(room));
+            append(&shard, &room, drafts).await?;
+            shard.rooms.borrow_mut().insert(target, room);
+            Ok::<(), MatrixError>(())
+        })
+        .await
+        .and_then(|result| result);
+
+    if let Err(error) = created {
+        if let Some(alias) = alias {
+            directory::release(shard, &alias).await;
+        }
+        return Err(error);
+    }
+    tracing::info!(%room_id, version, "created room");
+    Ok(json!({ "room_id": room_id }))
+}
+
+fn parse_invites(invites: &[String]) -> ApiResult<Vec<OwnedUserId>> {
+    invites
+        .iter()
+        .map(|id| OwnedUserId::try_from(id.as_str()).map_err(|_| MatrixError::invalid_param(format!("Invalid user ID {id:?} in invite"))))
+        .collect()
+}
+
+fn create_draft(
+    sender: &OwnedUserId,
+    version: &RoomVersionId,
+    creation_content: Option<JsonMap<String, Value>>,
+    created_ts: u64,
+) -> ApiResult<EventDraft> {
+    let mut content = creation_content.unwrap_or_default();
+    let rules = version.rules().ok_or_else(|| MatrixError::unsupported_room_version("Unknown room version"))?;
+    if !rules.authorization.use_room_create_sender {
+        content.insert("creator".to_owned(), json!(sender));
+    }
+    content.insert("room_version".to_owned(), json!(version.as_str()));
+    let mut draft = EventDraft::state(sender, "m.room.create", "", Value::Object(content));
+    draft.origin_server_ts = Some(created_ts);
+    Ok(draft)
+}
+
+/// The events after `m.room.create`, in the order the spec gives.
+fn initial_drafts(
+    sender: &OwnedUserId,
+    version: &RoomVersionId,
+    body: &CreateRoomBody,
+    alias: Option<&str>,
+    invites: &[OwnedUserId],
+) -> ApiResult<Vec<EventDraft>> {
+    let preset = match body.preset.as_deref() {
+        Some(preset) => preset.to_owned(),
+        None if body.visibility.as_deref() == Some("public") => "public_chat".to_owned(),
+        None => "private_chat".to_owned(),
+    };
+    let (join_rule, guest_access) = match preset.as_str() {
+        "public_chat" => ("public", "forbidden"),
+        "private_chat" | "trusted_private_chat" => ("invite", "can_join"),
+        other => return Err(MatrixError::invalid_param(format!("Unknown preset {other:?}"))),
+    };
+
+    let mut drafts = vec![EventDraft::state(sender, "m.room.member", sender.as_str(), json!({ "membership": "join" }))];
+    drafts.push(EventDraft::state(sender, "m.room.power_levels", "", power_levels(sender, version, body, &preset, invites)));
+    if let Some(alias) = alias {
+        drafts.push(EventDraft::state(sender, "m.room.canonical_alias", "", json!({ "alias": alias })));
+    }
+    drafts.push(EventDraft::state(sender, "m.room.join_rules", "", json!({ "join_rule": join_rule })));
+    drafts.push(EventDraft::state(sender, "m.room.history_visibility", "", json!({ "history_visibility": "shared" })));
+    drafts.push(EventDraft::state(sender, "m.room.guest_access", "", json!({ "guest_access": guest_access })));
+    for state in &body.initial_state {
+        drafts.push(EventDraft::state(sender, &state.kind, &state.state_key, state.content.clone()));
+    }
+    if let Some(name) = &body.name {
+        drafts.push(EventDraft::state(sender, "m.room.name", "", json!({ "name": name })));
+    }
+    if let Some(topic) = &body.topic {
+        drafts.push(EventDraft::state(sender, "m.room.topic", "", json!({ "topic": topic })));
+    }
+    for invitee in invites {
+        let mut content = json!({ "membership": "invite" });
+        if body.is_direct {
+            content["is_direct"] = json!(true);
+        }
+        drafts.push(EventDraft::state(sender, "m.room.member", invitee.as_str(), content));
+    }
+    Ok(drafts)
+}
+
+fn power_levels(
+    sender: &OwnedUserId,
+    version: &RoomVersionId,
+    body: &CreateRoomBody,
+    preset: &str,
+    invites: &[OwnedUserId],
+) -> Value {
+    let privileged_creators = version.rules().is_some_and(|rules| rules.authorization.explicitly_privilege_room_creators);
+    let mut users = JsonMap::new();
+    if !privileged_creators {
+        users.insert(sender.to_string(), json!(100));
+    }
+    if preset == "trusted_private_chat" {
+        for invitee in invites {
+            users.insert(invitee.to_string(), json!(100));
+        }
+    }
+    let mut content = json!({
+        "users": users,
+        "users_default": 0,
+        "events": {
+            "m.room.name": 50,
+            "m.room.power_levels": 100,
+            "m.room.history_visibility": 100,
+            "m.room.canonical_alias": 50,
+            "m.room.avatar": 50,
+            "m.room.tombstone": 100,
+            "m.room.server_acl": 100,
+            "m.room.encryption": 100,
+        },
+        "events_default": 0,
+        "state_default": 50,
+        "ban": 50,
+        "kick": 50,
+        "redact": 50,
+        "invite": 0,
+        "historical": 100,
+    });
+    if let (Some(overrides), Value::Object(map)) = (&body.power_level_content_override, &mut content) {
+        for (key, value) in overrides {
+            map.insert(key.clone(), value.clone());
+        }
+    }
+    content
+}

@@ -1,0 +1,162 @@
+//! `GET`/`PUT`/`DELETE /_matrix/client/v3/directory/room/{roomAlias}`, on
+//! the shard that owns the alias, which serializes claims of the same alias.
+
+use std::rc::Rc;
+
+use ruma::{OwnedRoomAliasId, OwnedRoomId};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::{
+    api::{
+        error::{ApiResult, MatrixError},
+        request::ApiRequest,
+    },
+    shard::Shard,
+    store::{Map, WriteBatch},
+};
+
+/// `alias_roomid`: the room an alias points to and who created it.
+#[derive(Serialize, Deserialize)]
+struct AliasRecord {
+    room_id: String,
+    creator: String,
+}
+
+#[derive(Deserialize)]
+struct PutAliasBody {
+    room_id: String,
+}
+
+fn parse_alias(shard: &Shard, alias: &str, must_be_local: bool) -> ApiResult<OwnedRoomAliasId> {
+    let parsed = OwnedRoomAliasId::try_from(alias).map_err(|_| MatrixError::invalid_param(format!("Invalid room alias {alias:?}")))?;
+    if must_be_local && parsed.server_name() != shard.config.server_name.as_str() {
+        return Err(MatrixError::invalid_param("Room alias must be on this server"));
+    }
+    Ok(parsed)
+}
+
+/// `GET /_matrix/client/v3/directory/room/{roomAlias}`.
+pub fn get(shard: &Shard, alias: &str) -> ApiResult<Value> {
+    let alias = parse_alias(shard, alias, false)?;
+    let record = shard
+        .store
+        .get_json::<AliasRecord>(Map::Aliases, alias.as_bytes())?
+        .ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
+    Ok(json!({ "room_id": record.room_id, "servers": [shard.config.server_name] }))
+}
+
+/// Returns the room an alias points to, reading the store from any shard.
+///
+/// # Errors
+///
+/// `M_NOT_FOUND` for an unknown alias.
+pub fn resolve(shard: &Shard, alias: &str) -> ApiResult<OwnedRoomId> {
+    let alias = parse_alias(shard, alias, false)?;
+    let record = shard
+        .store
+        .get_json::<AliasRecord>(Map::Aliases, alias.as_bytes())?
+        .ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
+    OwnedRoomId::try_from(record.room_id).map_err(|e| MatrixError::internal(e.to_string()))
+}
+
+/// `PUT /_matrix/client/v3/directory/room/{roomAlias}`.
+pub async fn put(shard: &Shard, request: &ApiRequest, alias: &str) -> ApiResult<Value> {
+    let auth = request.auth()?;
+    let alias = parse_alias(shard, alias, true)?;
+    let body: PutAliasBody = request.body()?;
+    let room_id = OwnedRoomId::try_from(body.room_id.as_str()).map_err(|_| MatrixError::invalid_param("Invalid room_id"))?;
+    if shard.store.get(Map::Rooms, room_id.as_bytes())?.is_none() {
+        return Err(MatrixError::not_found("Unknown room"));
+    }
+    if shard.store.get(Map::Aliases, alias.as_bytes())?.is_some() {
+        return Err(MatrixError::conflict("Room alias already exists"));
+    }
+    store_alias(shard, &alias, &room_id, auth.user_id.as_str()).await?;
+    Ok(json!({}))
+}
+
+async fn store_alias(shard: &Shard, alias: &OwnedRoomAliasId, room_id: &OwnedRoomId, creator: &str) -> ApiResult<()> {
+    let mut batch = WriteBatch::default();
+    let record = AliasRecord { room_id: room_id.to_string(), creator: creator.to_owned() };
+    batch.put_json(Map::Aliases, alias.as_bytes().to_vec(), &record);
+    shard.committer.commit(batch).await?;
+    Ok(())
+}
+
+/// `DELETE /_matrix/client/v3/directory/room/{roomAlias}`: allowed to the
+/// alias's creator and to room members with the power to set
+/// `m.room.canonical_alias`.
+pub async fn delete(shard: &Rc<Shard>, request: &ApiRequest, alias: &str) -> ApiResult<Value> {
+    let auth = request.auth()?.clone();
+    let alias = parse_alias(shard, alias, true)?;
+    let record = shard
+        .store
+        .get_json::<AliasRecord>(Map::Aliases, alias.as_bytes())?
+        .ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
+    if record.creator != auth.user_id.as_str() && !may_manage_aliases(shard, &record.room_id, auth.user_id.to_string()).await? {
+        return Err(MatrixError::forbidden("Only the alias creator or a room moderator may delete it"));
+    }
+    let mut batch = WriteBatch::default();
+    batch.delete(Map::Aliases, alias.as_bytes().to_vec());
+    shard.committer.commit(batch).await?;
+    Ok(json!({}))
+}
+
+async fn may_manage_aliases(shard: &Rc<Shard>, room_id: &str, user_id: String) -> ApiResult<bool> {
+    let Ok(room_id) = OwnedRoomId::try_from(room_id) else {
+        return Ok(false);
+    };
+    let owner = shard.owner(room_id.as_str());
+    shard
+        .on_shard(owner, move |shard| async move {
+            let Ok(room) = shard.room(&room_id) else {
+                return false;
+            };
+            let room = room.borrow();
+            let needed = room
+                .state_event("m.room.power_levels", "")
+                .and_then(|levels| levels.content_value().pointer("/events/m.room.canonical_alias").and_then(Value::as_i64))
+                .unwrap_or_else(|| room.required_power("state_default", 50));
+            room.user_power(&user_id) >= needed
+        })
+        .await
+}
+
+/// Claims `#name:server` for a room being created.
+///
+/// # Errors
+///
+/// `M_INVALID_PARAM` for an invalid name, `M_ROOM_IN_USE` if it is taken.
+pub async fn claim_for_new_room(shard: &Rc<Shard>, name: &str, room_id: &OwnedRoomId, creator: &ruma::OwnedUserId) -> ApiResult<String> {
+    let alias_text = format!("#{name}:{}", shard.config.server_name);
+    if name.is_empty() || name.contains([':', '#', '\0']) || name.chars().any(char::is_whitespace) {
+        return Err(MatrixError::invalid_param("room_alias_name must be a localpart without ':' or spaces"));
+    }
+    let alias = parse_alias(shard, &alias_text, true)?;
+    let (room_id, creator) = (room_id.clone(), creator.to_string());
+    shard
+        .on_shard(shard.owner(alias.as_str()), move |shard| async move {
+            if shard.store.get(Map::Aliases, alias.as_bytes())?.is_some() {
+                return Err(MatrixError::room_in_use("Room alias already taken"));
+            }
+            store_alias(&shard, &alias, &room_id, &creator).await?;
+            Ok(alias.to_string())
+        })
+        .await?
+}
+
+/// Releases an alias claimed for a room whose creation failed.
+pub async fn release(shard: &Rc<Shard>, alias: &str) {
+    let alias = alias.to_owned();
+    let result = shard
+        .on_shard(shard.owner(&alias), move |shard| async move {
+            let mut batch = WriteBatch::default();
+            batch.delete(Map::Aliases, alias.into_bytes());
+            shard.committer.commit(batch).await
+        })
+        .await;
+    if !matches!(result, Ok(Ok(()))) {
+        tracing::error!("failed to release the alias of a room that was not created");
+    }
+}

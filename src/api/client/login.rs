@@ -1,0 +1,158 @@
+//! `GET`/`POST /_matrix/client/v3/login`, `POST /_matrix/client/v3/logout`
+//! and `POST /_matrix/client/v3/logout/all`.
+
+use std::rc::Rc;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{
+    api::{
+        error::{ApiResult, MatrixError},
+        request::ApiRequest,
+    },
+    auth::token::{hash_token, new_access_token, new_device_id},
+    shard::{Shard, now_millis},
+    store::{DeviceRecord, Map, TokenRecord, UserRecord, WriteBatch, keys},
+};
+
+#[derive(Deserialize)]
+struct LoginBody {
+    #[serde(rename = "type")]
+    kind: String,
+    identifier: Option<Identifier>,
+    user: Option<String>,
+    password: Option<String>,
+    device_id: Option<String>,
+    initial_device_display_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Identifier {
+    #[serde(rename = "type")]
+    kind: String,
+    user: Option<String>,
+}
+
+/// `GET /_matrix/client/v3/login`.
+pub fn flows() -> Value {
+    json!({ "flows": [{ "type": "m.login.password" }] })
+}
+
+/// `POST /_matrix/client/v3/login` with `m.login.password` and `m.id.user`.
+///
+/// Unknown users and wrong passwords get the same `M_FORBIDDEN` after the
+/// same amount of hashing work.
+pub async fn login(shard: &Rc<Shard>, request: &ApiRequest) -> ApiResult<Value> {
+    let body: LoginBody = request.body()?;
+    if body.kind != "m.login.password" {
+        return Err(MatrixError::unknown(format!("Unsupported login type {:?}", body.kind)));
+    }
+    let user = match &body.identifier {
+        Some(identifier) if identifier.kind == "m.id.user" => identifier.user.clone(),
+        Some(identifier) => {
+            return Err(MatrixError::unknown(format!("Unsupported identifier type {:?}", identifier.kind)));
+        }
+        None => body.user.clone(),
+    };
+    let user = user.ok_or_else(|| MatrixError::bad_json("Missing identifier.user"))?;
+    let password = body.password.ok_or_else(|| MatrixError::bad_json("Missing password"))?;
+    let user_id = full_user_id(&user, &shard.config.server_name);
+
+    let record = match &user_id {
+        Some(user_id) => shard.store.get_json::<UserRecord>(Map::Users, user_id.as_bytes())?,
+        None => None,
+    };
+    let stored_hash = record.as_ref().filter(|r| !r.deactivated).and_then(|r| r.password_hash.clone());
+    let verified = shard.passwords.verify(password, stored_hash).await;
+    let (true, Some(user_id)) = (verified, user_id) else {
+        return Err(MatrixError::forbidden("Invalid username or password"));
+    };
+
+    let (device_id, display_name) = (body.device_id, body.initial_device_display_name);
+    let owner = shard.owner(&user_id);
+    shard
+        .on_shard(owner, move |shard| async move {
+            let mut batch = WriteBatch::default();
+            let (device_id, token) = issue_device(&shard, &mut batch, &user_id, device_id, display_name)?;
+            shard.committer.commit(batch).await?;
+            tracing::info!(user_id, device_id, "logged in");
+            Ok(json!({
+                "user_id": user_id,
+                "access_token": token,
+                "device_id": device_id,
+                "home_server": shard.config.server_name,
+            }))
+        })
+        .await?
+}
+
+/// Normalizes a login name (`alice` or `@alice:server`) to a local user ID.
+fn full_user_id(user: &str, server_name: &str) -> Option<String> {
+    let user_id = if user.starts_with('@') {
+        user.to_owned()
+    } else {
+        format!("@{}:{server_name}", user.to_lowercase())
+    };
+    let parsed = ruma::UserId::parse(&user_id).ok()?;
+    (parsed.server_name() == server_name).then_some(user_id)
+}
+
+/// Adds a device with a new access token to `batch`, replacing the token
+/// of an existing device with the same ID.
+///
+/// # Errors
+///
+/// `M_INVALID_PARAM` for an unusable device ID, or a storage error.
+pub fn issue_device(
+    shard: &Shard,
+    batch: &mut WriteBatch,
+    user_id: &str,
+    device_id: Option<String>,
+    display_name: Option<String>,
+) -> ApiResult<(String, String)> {
+    let device_id = device_id.unwrap_or_else(new_device_id);
+    if device_id.is_empty() || device_id.len() > 255 || device_id.contains('\0') {
+        return Err(MatrixError::invalid_param("device_id must be 1 to 255 bytes without NUL"));
+    }
+    let device_key = keys::pair(user_id, &device_id);
+    if let Some(old) = shard.store.get_json::<DeviceRecord>(Map::Devices, &device_key)? {
+        batch.delete(Map::Tokens, old.token_hash.into_bytes());
+    }
+    let token = new_access_token();
+    let token_hash = hash_token(&token);
+    let owner = TokenRecord { user_id: user_id.to_owned(), device_id: device_id.clone() };
+    batch.put_json(Map::Tokens, token_hash.clone().into_bytes(), &owner);
+    let device = DeviceRecord { display_name, token_hash, last_seen_ts: now_millis() };
+    batch.put_json(Map::Devices, device_key, &device);
+    Ok((device_id, token))
+}
+
+/// `POST /_matrix/client/v3/logout`: deletes the device and its token.
+pub async fn logout(shard: &Shard, request: &ApiRequest) -> ApiResult<Value> {
+    let auth = request.auth()?;
+    let mut batch = WriteBatch::default();
+    remove_device(shard, &mut batch, auth.user_id.as_str(), &auth.device_id)?;
+    shard.committer.commit(batch).await?;
+    Ok(json!({}))
+}
+
+/// `POST /_matrix/client/v3/logout/all`: deletes every device of the user.
+pub async fn logout_all(shard: &Shard, request: &ApiRequest) -> ApiResult<Value> {
+    let auth = request.auth()?;
+    let mut batch = WriteBatch::default();
+    for (key, _) in shard.store.scan_prefix(Map::Devices, &keys::prefix(auth.user_id.as_str()))? {
+        remove_device(shard, &mut batch, auth.user_id.as_str(), &keys::last_part(&key))?;
+    }
+    shard.committer.commit(batch).await?;
+    Ok(json!({}))
+}
+
+fn remove_device(shard: &Shard, batch: &mut WriteBatch, user_id: &str, device_id: &str) -> ApiResult<()> {
+    let device_key = keys::pair(user_id, device_id);
+    if let Some(device) = shard.store.get_json::<DeviceRecord>(Map::Devices, &device_key)? {
+        batch.delete(Map::Tokens, device.token_hash.into_bytes());
+    }
+    batch.delete(Map::Devices, device_key);
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! Membership endpoints: `POST /_matrix/client/v3/join/{roomIdOrAlias}`
+//! and `POST /_matrix/client/v3/rooms/{roomId}/{join,invite,leave,kick,ban,
+//! unban,forget}`. Every change is an `m.room.member` event checked by the
+//! room version's authorization rules.
+
+use std::rc::Rc;
+
+use ruma::{OwnedRoomId, OwnedUserId};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{
+    api::{
+        error::{ApiResult, MatrixError},
+        request::ApiRequest,
+    },
+    room::{EventDraft, append::append},
+    shard::Shard,
+    store::{Map, WriteBatch, keys},
+};
+
+#[derive(Deserialize)]
+struct TargetBody {
+    user_id: String,
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ReasonBody {
+    reason: Option<String>,
+}
+
+/// Parses a room ID from a path.
+///
+/// # Errors
+///
+/// `M_INVALID_PARAM` if it is not a valid room ID.
+pub fn parse_room_id(room_id: &str) -> ApiResult<OwnedRoomId> {
+    OwnedRoomId::try_from(room_id).map_err(|_| MatrixError::invalid_param(format!("Invalid room ID {room_id:?}")))
+}
+
+/// `POST /_matrix/client/v3/join/{roomIdOrAlias}`: resolves an alias here,
+/// then joins on the room's shard.
+pub async fn join_by_id_or_alias(shard: &Rc<Shard>, request: &ApiRequest, target: &str) -> ApiResult<Value> {
+    let room_id = if target.starts_with('#') {
+        super::directory::resolve(shard, target)?
+    } else {
+        parse_room_id(target)?
+    };
+    let sender = request.auth()?.user_id.clone();
+    let reason = request.body::<ReasonBody>()?.reason;
+    shard
+        .on_shard(shard.owner(room_id.as_str()), move |shard| async move { join_as(&shard, &room_id, sender, reason).await })
+        .await?
+}
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/join`.
+pub async fn join(shard: &Rc<Shard>, request: &ApiRequest, room_id: &OwnedRoomId) -> ApiResult<Value> {
+    let reason = request.body::<ReasonBody>()?.reason;
+    join_as(shard, room_id, request.auth()?.user_id.clone(), reason).await
+}
+
+async fn join_as(shard: &Rc<Shard>, room_id: &OwnedRoomId, sender: OwnedUserId, reason: Option<String>) -> ApiResult<Value> {
+    let room = shard.room(room_id)?;
+    append(shard, &room, vec![member_draft(&sender, &sender, "join", reason)]).await?;
+    Ok(json!({ "room_id": room_id }))
+}
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/invite`.
+pub async fn invite(shard: &Rc<Shard>, request: &ApiRequest, room_id: &OwnedRoomId) -> ApiResult<Value> {
+    change(shard, request, room_id, "invite").await
+}
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/leave`.
+pub async fn leave(shard: &Rc<Shard>, request: &ApiRequest, room_id: &OwnedRoomId) -> ApiResult<Value> {
+    let sender = request.auth()?.user_id.clone();
+    let reason = request.body::<ReasonBody>()?.reason;
+    let room = shard.room(room_id).map_err(|_| MatrixError::forbidden("You are not in this room"))?;
+    append(shard, &room, vec![member_draft(&sender, &sender, "leave", reason)]).await?;
+    Ok(json!({}))
+}
+
+/// Sets another user's membership: invite, kick (`leave`), ban or unban
+/// (`leave` of a banned user).
+pub async fn change(shard: &Rc<Shard>, request: &ApiRequest, room_id: &OwnedRoomId, membership: &str) -> ApiResult<Value> {
+    let sender = request.auth()?.user_id.clone();
+    let body: TargetBody = request.body()?;
+    let target = OwnedUserId::try_from(body.user_id.as_str())
+        .map_err(|_| MatrixError::invalid_param(format!("Invalid user ID {:?}", body.user_id)))?;
+    let room = shard.room(room_id)?;
+    let is_unban = matches!(request.route, crate::api::router::Route::Room(_, crate::api::router::RoomAction::Unban));
+    if is_unban && room.borrow().membership(target.as_str()) != "ban" {
+        return Err(MatrixError::forbidden("The user is not banned"));
+    }
+    append(shard, &room, vec![member_draft(&sender, &target, membership, body.reason)]).await?;
+    Ok(json!({}))
+}
+
+fn member_draft(sender: &OwnedUserId, target: &OwnedUserId, membership: &str, reason: Option<String>) -> EventDraft {
+    let mut content = json!({ "membership": membership });
+    if let Some(reason) = reason {
+        content["reason"] = json!(reason);
+    }
+    EventDraft::state(sender, "m.room.member", target.as_str(), content)
+}
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/forget`, on the user's shard.
+pub async fn forget(shard: &Shard, request: &ApiRequest, room_id: &OwnedRoomId) -> ApiResult<Value> {
+    let user_id = request.auth()?.user_id.clone();
+    let membership = {
+        let mut index = shard.sync.borrow_mut();
+        let user = index.user(&shard.store, &user_id)?;
+        user.rooms.get(room_id).map(|room| room.membership.clone())
+    };
+    if matches!(membership.as_deref(), Some("join" | "invite" | "knock")) {
+        return Err(MatrixError::unknown("Leave the room before forgetting it"));
+    }
+    let mut batch = WriteBatch::default();
+    batch.delete(Map::UserRooms, keys::pair(user_id.as_str(), room_id.as_str()));
+    shard.committer.commit(batch).await?;
+    shard.sync.borrow_mut().forget(&user_id, room_id);
+    Ok(json!({}))
+}

@@ -1,0 +1,103 @@
+//! `PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}` and
+//! `PUT /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}`.
+//!
+//! A transaction ID is scoped to the sending device: a repeat returns the
+//! first request's event ID and creates nothing, including a repeat that
+//! arrives while the first is still being committed.
+
+use std::rc::Rc;
+
+use ruma::{OwnedEventId, OwnedRoomId};
+use serde_json::{Value, json};
+
+use crate::{
+    api::{
+        error::{ApiResult, MatrixError},
+        request::{ApiRequest, Auth},
+    },
+    room::{EventDraft, append},
+    shard::Shard,
+    store::{EventRecord, Map, keys},
+};
+
+/// `PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}`.
+pub async fn send(shard: &Rc<Shard>, request: &ApiRequest, room_id: &OwnedRoomId, kind: &str, txn: &str) -> ApiResult<Value> {
+    let auth = request.auth()?;
+    let content = Value::Object(request.body_object()?);
+    let draft = EventDraft {
+        sender: auth.user_id.clone(),
+        kind: kind.to_owned(),
+        state_key: None,
+        content,
+        redacts: None,
+        txn: Some((auth.device_id.clone(), txn.to_owned())),
+        origin_server_ts: None,
+    };
+    send_once(shard, auth, room_id, draft).await
+}
+
+/// `PUT /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}`: allowed
+/// for the event's sender and for users with the room's `redact` level.
+pub async fn redact(shard: &Rc<Shard>, request: &ApiRequest, room_id: &OwnedRoomId, event_id: &str, txn: &str) -> ApiResult<Value> {
+    let auth = request.auth()?;
+    let body = request.body_object()?;
+    let target = OwnedEventId::try_from(event_id).map_err(|_| MatrixError::invalid_param("Invalid event ID"))?;
+    let record = shard
+        .store
+        .get_json::<EventRecord>(Map::Events, target.as_bytes())?
+        .filter(|record| record.room_id == room_id.as_str())
+        .ok_or_else(|| MatrixError::not_found("Event not found in this room"))?;
+    let target_sender = record.pdu.get("sender").and_then(Value::as_str).unwrap_or_default().to_owned();
+
+    let room = shard.room(room_id)?;
+    {
+        let room = room.borrow();
+        let own_event = target_sender == auth.user_id.as_str();
+        if !own_event && room.user_power(auth.user_id.as_str()) < room.required_power("redact", 50) {
+            return Err(MatrixError::forbidden("You may not redact other users' events"));
+        }
+    }
+    let mut content = serde_json::Map::new();
+    if let Some(reason) = body.get("reason") {
+        content.insert("reason".to_owned(), reason.clone());
+    }
+    let draft = EventDraft {
+        sender: auth.user_id.clone(),
+        kind: "m.room.redaction".to_owned(),
+        state_key: None,
+        content: Value::Object(content),
+        redacts: Some(target),
+        txn: Some((auth.device_id.clone(), txn.to_owned())),
+        origin_server_ts: None,
+    };
+    send_once(shard, auth, room_id, draft).await
+}
+
+async fn send_once(shard: &Rc<Shard>, auth: &Auth, room_id: &OwnedRoomId, draft: EventDraft) -> ApiResult<Value> {
+    let (device_id, txn_id) = draft.txn.clone().unwrap_or_default();
+    let txn_key = (auth.user_id.to_string(), device_id, txn_id);
+    let store_key = keys::join(&[txn_key.0.as_bytes(), txn_key.1.as_bytes(), txn_key.2.as_bytes()]);
+    if let Some(event_id) = shard.store.get(Map::Txns, &store_key)? {
+        return Ok(json!({ "event_id": String::from_utf8_lossy(&event_id) }));
+    }
+
+    let room = shard.room(room_id)?;
+    let pending = room.borrow().pending_txns.get(&txn_key).cloned();
+    if let Some((event_id, committed)) = pending {
+        committed.notified().await;
+        if shard.store.get(Map::Txns, &store_key)?.is_none() {
+            return Err(MatrixError::internal("The first request with this transaction ID failed; retry"));
+        }
+        return Ok(json!({ "event_id": event_id }));
+    }
+
+    let (pdus, batch) = append::prepare(shard, &mut room.borrow_mut(), vec![draft])?;
+    let event_id = pdus[0].event_id.clone();
+    let committed = Rc::new(tokio::sync::Notify::new());
+    room.borrow_mut().pending_txns.insert(txn_key.clone(), (event_id.clone(), committed.clone()));
+    let result = append::commit(shard, room_id, batch).await;
+    room.borrow_mut().pending_txns.remove(&txn_key);
+    committed.notify_waiters();
+    result?;
+    Ok(json!({ "event_id": event_id }))
+}

@@ -1,0 +1,95 @@
+//! The one mapping from failures to Matrix error responses.
+
+use serde_json::{Value, json};
+
+use crate::store::StoreError;
+
+/// A Matrix error response: HTTP status, `errcode` and message.
+#[derive(Debug, Clone)]
+pub struct MatrixError {
+    pub status: u16,
+    pub errcode: &'static str,
+    pub message: String,
+    /// Extra top-level fields of the error body (for example UIA `flows`).
+    pub extra: Option<Value>,
+}
+
+macro_rules! constructors {
+    ($($name:ident => $status:literal, $code:literal;)*) => {
+        impl MatrixError {
+            $(
+                #[doc = concat!("`", $code, "` with HTTP ", stringify!($status), ".")]
+                pub fn $name(message: impl Into<String>) -> Self {
+                    Self { status: $status, errcode: $code, message: message.into(), extra: None }
+                }
+            )*
+        }
+    };
+}
+
+constructors! {
+    not_json => 400, "M_NOT_JSON";
+    bad_json => 400, "M_BAD_JSON";
+    invalid_param => 400, "M_INVALID_PARAM";
+    missing_param => 400, "M_MISSING_PARAM";
+    invalid_username => 400, "M_INVALID_USERNAME";
+    user_in_use => 400, "M_USER_IN_USE";
+    room_in_use => 400, "M_ROOM_IN_USE";
+    unsupported_room_version => 400, "M_UNSUPPORTED_ROOM_VERSION";
+    bad_state => 400, "M_BAD_STATE";
+    unknown => 400, "M_UNKNOWN";
+    missing_token => 401, "M_MISSING_TOKEN";
+    unknown_token => 401, "M_UNKNOWN_TOKEN";
+    forbidden => 403, "M_FORBIDDEN";
+    guest_access_forbidden => 403, "M_GUEST_ACCESS_FORBIDDEN";
+    not_found => 404, "M_NOT_FOUND";
+    unrecognized => 404, "M_UNRECOGNIZED";
+    conflict => 409, "M_UNKNOWN";
+    too_large => 413, "M_TOO_LARGE";
+    internal => 500, "M_UNKNOWN";
+    unavailable => 503, "M_UNKNOWN";
+}
+
+impl MatrixError {
+    /// `M_UNRECOGNIZED` with HTTP 405, for a known path with another method.
+    #[must_use]
+    pub fn method_not_allowed() -> Self {
+        Self { status: 405, ..Self::unrecognized("Method not allowed for this endpoint") }
+    }
+
+    /// Adds top-level fields to the error body.
+    #[must_use]
+    pub fn with_extra(mut self, extra: Value) -> Self {
+        self.extra = Some(extra);
+        self
+    }
+
+    /// Serializes the error body.
+    #[must_use]
+    pub fn body(&self) -> Vec<u8> {
+        let mut body = json!({ "errcode": self.errcode, "error": self.message });
+        if let (Some(Value::Object(extra)), Value::Object(map)) = (&self.extra, &mut body) {
+            for (key, value) in extra {
+                map.insert(key.clone(), value.clone());
+            }
+        }
+        body.to_string().into_bytes()
+    }
+}
+
+impl From<StoreError> for MatrixError {
+    fn from(error: StoreError) -> Self {
+        tracing::error!(%error, "storage failure while serving a request");
+        Self::internal("Internal storage error")
+    }
+}
+
+impl From<eltrix_shards::SubmitError> for MatrixError {
+    fn from(error: eltrix_shards::SubmitError) -> Self {
+        tracing::error!(%error, "cross-shard request failed");
+        Self::unavailable("A shard is not serving; try again")
+    }
+}
+
+/// Result of a handler.
+pub type ApiResult<T = Value> = Result<T, MatrixError>;

@@ -1,0 +1,10 @@
+//! The HTTP API: routing, authentication, dispatch to the owning shard, and
+//! the endpoint handlers.
+
+pub mod client;
+mod dispatch;
+pub mod error;
+pub mod request;
+pub mod router;
+
+pub use dispatch::serve;

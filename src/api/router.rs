@@ -1,0 +1,222 @@
+//! Maps a method and path to a [`Route`]: an unknown path is 404
+//! `M_UNRECOGNIZED`, a known path with another method 405 `M_UNRECOGNIZED`.
+
+use percent_encoding::percent_decode_str;
+
+use super::error::MatrixError;
+
+/// Every endpoint served, with its decoded path parameters.
+#[derive(Debug, Clone)]
+pub enum Route {
+    Versions,
+    WellKnownClient,
+    Health,
+    HealthLive,
+    HealthReady,
+    Capabilities,
+    Register,
+    RegisterAvailable,
+    RegistrationTokenValidity,
+    LoginFlows,
+    Login,
+    Logout,
+    LogoutAll,
+    Whoami,
+    CreateRoom,
+    JoinByIdOrAlias(String),
+    JoinedRooms,
+    Sync,
+    CreateFilter(String),
+    GetFilter(String, String),
+    Alias(AliasAction, String),
+    Room(String, RoomAction),
+}
+
+/// Methods on `/directory/room/{roomAlias}`.
+#[derive(Debug, Clone, Copy)]
+pub enum AliasAction {
+    Get,
+    Put,
+    Delete,
+}
+
+/// Endpoints under `/rooms/{roomId}/`.
+#[derive(Debug, Clone)]
+pub enum RoomAction {
+    Join,
+    Invite,
+    Leave,
+    Kick,
+    Ban,
+    Unban,
+    Forget,
+    JoinedMembers,
+    Members,
+    AllState,
+    GetState(String, String),
+    PutState(String, String),
+    Send(String, String),
+    Redact(String, String),
+    Event(String),
+    Messages,
+}
+
+impl Route {
+    /// Whether the endpoint needs an access token.
+    #[must_use]
+    pub fn needs_auth(&self) -> bool {
+        !matches!(
+            self,
+            Self::Versions
+                | Self::WellKnownClient
+                | Self::Health
+                | Self::HealthLive
+                | Self::HealthReady
+                | Self::Register
+                | Self::RegisterAvailable
+                | Self::RegistrationTokenValidity
+                | Self::LoginFlows
+                | Self::Login
+                | Self::Alias(AliasAction::Get, _)
+        )
+    }
+}
+
+/// Resolves `method` and the still-encoded `path`.
+///
+/// # Errors
+///
+/// Returns `M_UNRECOGNIZED` (404 or 405) for unknown endpoints and
+/// `M_INVALID_PARAM` for path segments that do not decode to UTF-8.
+pub fn resolve(method: &str, path: &str) -> Result<Route, MatrixError> {
+    let raw: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let segments = raw
+        .iter()
+        .map(|segment| {
+            percent_decode_str(segment)
+                .decode_utf8()
+                .map(std::borrow::Cow::into_owned)
+                .map_err(|_| MatrixError::invalid_param("Path segment is not valid UTF-8"))
+        })
+        .collect::<Result<Vec<String>, _>>()?;
+    let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
+
+    let (route, allowed) = match parts.as_slice() {
+        ["_matrix", "client", "versions"] => (Some(Route::Versions), &["GET"][..]),
+        [".well-known", "matrix", "client"] => (Some(Route::WellKnownClient), &["GET"][..]),
+        ["health"] => (Some(Route::Health), &["GET"][..]),
+        ["health", "live"] => (Some(Route::HealthLive), &["GET"][..]),
+        ["health", "ready"] => (Some(Route::HealthReady), &["GET"][..]),
+        ["_matrix", "client", "v3" | "r0" | "v1", rest @ ..] => client_route(method, rest),
+        _ => (None, &[][..]),
+    };
+    match route {
+        Some(route) if allowed.contains(&method) => Ok(route),
+        Some(_) => Err(MatrixError::method_not_allowed()),
+        None => Err(MatrixError::unrecognized("Unrecognized request")),
+    }
+}
+
+type Resolved = (Option<Route>, &'static [&'static str]);
+
+fn client_route(method: &str, parts: &[&str]) -> Resolved {
+    let owned = |s: &&str| (*s).to_owned();
+    match parts {
+        ["capabilities"] => (Some(Route::Capabilities), &["GET"]),
+        ["register"] => (Some(Route::Register), &["POST"]),
+        ["register", "available"] => (Some(Route::RegisterAvailable), &["GET"]),
+        ["register", "m.login.registration_token", "validity"] => {
+            (Some(Route::RegistrationTokenValidity), &["GET"])
+        }
+        ["login"] if method == "GET" => (Some(Route::LoginFlows), &["GET", "POST"]),
+        ["login"] => (Some(Route::Login), &["GET", "POST"]),
+        ["logout"] => (Some(Route::Logout), &["POST"]),
+        ["logout", "all"] => (Some(Route::LogoutAll), &["POST"]),
+        ["account", "whoami"] => (Some(Route::Whoami), &["GET"]),
+        ["createRoom"] => (Some(Route::CreateRoom), &["POST"]),
+        ["join", target] => (Some(Route::JoinByIdOrAlias(owned(target))), &["POST"]),
+        ["joined_rooms"] => (Some(Route::JoinedRooms), &["GET"]),
+        ["sync"] => (Some(Route::Sync), &["GET"]),
+        ["user", user, "filter"] => (Some(Route::CreateFilter(owned(user))), &["POST"]),
+        ["user", user, "filter", id] => (Some(Route::GetFilter(owned(user), owned(id))), &["GET"]),
+        ["directory", "room", alias] => {
+            let action = match method {
+                "PUT" => AliasAction::Put,
+                "DELETE" => AliasAction::Delete,
+                _ => AliasAction::Get,
+            };
+            (Some(Route::Alias(action, owned(alias))), &["GET", "PUT", "DELETE"])
+        }
+        ["rooms", room, rest @ ..] => {
+            let (action, allowed) = room_route(method, rest);
+            (action.map(|action| Route::Room(owned(room), action)), allowed)
+        }
+        _ => (None, &[]),
+    }
+}
+
+fn room_route(method: &str, parts: &[&str]) -> (Option<RoomAction>, &'static [&'static str]) {
+    let owned = |s: &&str| (*s).to_owned();
+    let post = &["POST"][..];
+    match parts {
+        ["join"] => (Some(RoomAction::Join), post),
+        ["invite"] => (Some(RoomAction::Invite), post),
+        ["leave"] => (Some(RoomAction::Leave), post),
+        ["kick"] => (Some(RoomAction::Kick), post),
+        ["ban"] => (Some(RoomAction::Ban), post),
+        ["unban"] => (Some(RoomAction::Unban), post),
+        ["forget"] => (Some(RoomAction::Forget), post),
+        ["joined_members"] => (Some(RoomAction::JoinedMembers), &["GET"]),
+        ["members"] => (Some(RoomAction::Members), &["GET"]),
+        ["state"] => (Some(RoomAction::AllState), &["GET"]),
+        ["state", kind] => (Some(state_action(method, kind, "")), &["GET", "PUT"]),
+        ["state", kind, key] => (Some(state_action(method, kind, key)), &["GET", "PUT"]),
+        ["send", kind, txn] => (Some(RoomAction::Send(owned(kind), owned(txn))), &["PUT"]),
+        ["redact", event, txn] => (Some(RoomAction::Redact(owned(event), owned(txn))), &["PUT"]),
+        ["event", event] => (Some(RoomAction::Event(owned(event))), &["GET"]),
+        ["messages"] => (Some(RoomAction::Messages), &["GET"]),
+        _ => (None, &[]),
+    }
+}
+
+fn state_action(method: &str, kind: &str, key: &str) -> RoomAction {
+    if method == "PUT" {
+        RoomAction::PutState(kind.to_owned(), key.to_owned())
+    } else {
+        RoomAction::GetState(kind.to_owned(), key.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{RoomAction, Route, resolve};
+
+    #[test]
+    fn decodes_room_path_parameters() {
+        let route = resolve("PUT", "/_matrix/client/v3/rooms/%21a%3Ax/send/m.room.message/t1");
+        let Ok(Route::Room(room, RoomAction::Send(kind, txn))) = route else {
+            panic!("unexpected route {route:?}");
+        };
+        assert_eq!(room, "!a:x");
+        assert_eq!(kind, "m.room.message");
+        assert_eq!(txn, "t1");
+    }
+
+    #[test]
+    fn unknown_path_is_404_and_wrong_method_405() {
+        assert_eq!(resolve("GET", "/_matrix/client/v3/nope").unwrap_err().status, 404);
+        assert_eq!(resolve("DELETE", "/_matrix/client/v3/sync").unwrap_err().status, 405);
+    }
+
+    #[test]
+    fn state_with_empty_key() {
+        let route = resolve("GET", "/_matrix/client/v3/rooms/!a:x/state/m.room.name/");
+        assert!(matches!(route, Ok(Route::Room(_, RoomAction::GetState(_, key))) if key.is_empty()));
+    }
+
+    #[test]
+    fn invalid_utf8_escape_is_invalid_param() {
+        let error = resolve("GET", "/_matrix/client/v3/rooms/%ff/state").unwrap_err();
+        assert_eq!(error.errcode, "M_INVALID_PARAM");
+    }
+}

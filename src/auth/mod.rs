@@ -1,0 +1,4 @@
+//! Credentials: access tokens, device IDs and password hashes.
+
+pub mod password;
+pub mod token;

@@ -1,0 +1,77 @@
+//! Command-line flags. Every option also reads an `ELTRIX_*` environment
+//! variable; flags and variables override the config file.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::Parser;
+
+use super::{Config, RegistrationMode};
+
+/// A thread-per-core Matrix homeserver.
+#[derive(Debug, Parser)]
+#[command(name = "eltrix", version)]
+pub struct Cli {
+    /// TOML config file; see docs/eltrix.example.toml.
+    #[arg(long, env = "ELTRIX_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Server name used in user IDs and signatures [default: localhost].
+    #[arg(long, env = "ELTRIX_SERVER_NAME")]
+    pub server_name: Option<String>,
+    /// Address to listen on [default: 127.0.0.1:8008].
+    #[arg(long, env = "ELTRIX_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Data directory [default: ./eltrix-data].
+    #[arg(long, env = "ELTRIX_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Number of shards, one executor thread each [default: number of cores].
+    #[arg(long, env = "ELTRIX_SHARDS")]
+    pub shards: Option<usize>,
+    /// Pin executor threads to cores [default: true].
+    #[arg(long, env = "ELTRIX_PIN_CORES")]
+    pub pin_cores: Option<bool>,
+    /// Registration policy [default: open].
+    #[arg(long, env = "ELTRIX_REGISTRATION")]
+    pub registration: Option<RegistrationMode>,
+    /// Registration token; repeat the flag or separate tokens with commas.
+    #[arg(long, env = "ELTRIX_REGISTRATION_TOKEN", value_delimiter = ',')]
+    pub registration_token: Vec<String>,
+    /// Maximum request body in bytes [default: 1048576].
+    #[arg(long, env = "ELTRIX_MAX_REQUEST_BYTES")]
+    pub max_request_bytes: Option<usize>,
+    /// Base URL advertised to clients in /.well-known/matrix/client.
+    #[arg(long, env = "ELTRIX_PUBLIC_BASEURL")]
+    pub public_baseurl: Option<String>,
+    /// Log filter, for example `info` or `eltrix=debug` [default: info].
+    #[arg(long, env = "ELTRIX_LOG")]
+    pub log: Option<String>,
+    /// Write logs as JSON lines [default: false].
+    #[arg(long, env = "ELTRIX_LOG_JSON")]
+    pub log_json: Option<bool>,
+}
+
+impl Cli {
+    /// Overrides the fields of `config` for which a flag or variable is set.
+    pub fn apply(&self, config: &mut Config) {
+        set(&mut config.server_name, self.server_name.clone());
+        set(&mut config.listen, self.listen);
+        set(&mut config.data_dir, self.data_dir.clone());
+        set(&mut config.shards, self.shards);
+        set(&mut config.pin_cores, self.pin_cores);
+        set(&mut config.registration, self.registration);
+        set(&mut config.max_request_bytes, self.max_request_bytes);
+        set(&mut config.log, self.log.clone());
+        set(&mut config.log_json, self.log_json);
+        if self.public_baseurl.is_some() {
+            config.public_baseurl.clone_from(&self.public_baseurl);
+        }
+        if !self.registration_token.is_empty() {
+            config.registration_tokens.clone_from(&self.registration_token);
+        }
+    }
+}
+
+fn set<T>(field: &mut T, value: Option<T>) {
+    if let Some(value) = value {
+        *field = value;
+    }
+}

@@ -1,0 +1,127 @@
+//! Server configuration: defaults, then a TOML file, then environment
+//! variables and flags (clap reads both), each layer overriding the last.
+
+mod cli;
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use serde::Deserialize;
+
+pub use cli::Cli;
+
+/// How new accounts may be created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistrationMode {
+    /// Anyone may register, completing the `m.login.dummy` stage.
+    Open,
+    /// Registration is rejected with `M_FORBIDDEN`.
+    Closed,
+    /// Registration requires a valid `m.login.registration_token` stage.
+    Token,
+}
+
+/// The complete, resolved configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The server name in user IDs, room aliases and signatures.
+    pub server_name: String,
+    /// Address every shard listens on, with `SO_REUSEPORT`.
+    pub listen: SocketAddr,
+    /// Directory holding the embedded store and the signing key.
+    pub data_dir: PathBuf,
+    /// Number of shards; 0 means one per available core.
+    pub shards: usize,
+    /// Pin each shard's executor thread to a core.
+    pub pin_cores: bool,
+    /// Registration policy.
+    pub registration: RegistrationMode,
+    /// Tokens accepted by `m.login.registration_token` when `registration`
+    /// is `token`.
+    pub registration_tokens: Vec<String>,
+    /// Maximum accepted request body, in bytes.
+    pub max_request_bytes: usize,
+    /// Public base URL advertised in `/.well-known/matrix/client`.
+    pub public_baseurl: Option<String>,
+    /// Log filter in `tracing_subscriber::EnvFilter` syntax.
+    pub log: String,
+    /// Log as JSON lines instead of text.
+    pub log_json: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server_name: "localhost".to_owned(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8008)),
+            data_dir: PathBuf::from("./eltrix-data"),
+            shards: 0,
+            pin_cores: true,
+            registration: RegistrationMode::Open,
+            registration_tokens: Vec::new(),
+            max_request_bytes: 1024 * 1024,
+            public_baseurl: None,
+            log: "info".to_owned(),
+            log_json: false,
+        }
+    }
+}
+
+/// Failure to assemble the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("failed to read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {source}")]
+    Parse { path: PathBuf, source: Box<toml::de::Error> },
+    #[error("invalid server_name {0:?}: expected a host name with an optional port")]
+    ServerName(String),
+    #[error("registration = \"token\" needs at least one registration token")]
+    NoRegistrationToken,
+}
+
+impl Config {
+    /// Builds the configuration from the optional file named by `cli`, then
+    /// applies every flag or environment variable that was set.
+    ///
+    /// # Errors
+    ///
+    /// Returns an error if the file cannot be read or parsed, or if the
+    /// result is inconsistent.
+    pub fn load(cli: &Cli) -> Result<Self, ConfigError> {
+        let mut config = match &cli.config {
+            Some(path) => Self::from_file(path)?,
+            None => Self::default(),
+        };
+        cli.apply(&mut config);
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn from_file(path: &PathBuf) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+        toml::from_str(&text)
+            .map_err(|source| ConfigError::Parse { path: path.clone(), source: Box::new(source) })
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if ruma::ServerName::parse(&self.server_name).is_err() {
+            return Err(ConfigError::ServerName(self.server_name.clone()));
+        }
+        if self.registration == RegistrationMode::Token && self.registration_tokens.is_empty() {
+            return Err(ConfigError::NoRegistrationToken);
+        }
+        Ok(())
+    }
+
+    /// Number of shards to start: the configured count, or one per core.
+    #[must_use]
+    pub fn nr_shards(&self) -> usize {
+        if self.shards > 0 {
+            return self.shards;
+        }
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    }
+}

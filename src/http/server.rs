@@ -1,0 +1,289 @@
+//! Accept loop and connection handling.
+
+use std::{future::Future, net::SocketAddr, rc::Rc, time::Duration};
+
+use monoio::{
+    io::{AsyncReadRent, AsyncWriteRentExt},
+    net::{ListenerOpts, TcpListener, TcpStream},
+};
+
+use super::body::{Chunked, decode_chunked};
+
+/// Longest request head accepted, in bytes.
+const MAX_HEAD_BYTES: usize = 32 * 1024;
+/// Time a keep-alive connection may sit idle before it is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Time allowed to receive the rest of a request once it has started.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A parsed request.
+#[derive(Debug, Clone)]
+pub struct HttpRequest {
+    pub method: String,
+    /// The request target up to `?`, still percent-encoded.
+    pub path: String,
+    /// The raw query string after `?`, if any.
+    pub query: String,
+    pub authorization: Option<String>,
+    pub body: Vec<u8>,
+    pub peer: SocketAddr,
+}
+
+/// A response ready to be written.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl HttpResponse {
+    /// A JSON response with `status`.
+    #[must_use]
+    pub fn json(status: u16, body: Vec<u8>) -> Self {
+        Self { status, body, headers: Vec::new() }
+    }
+}
+
+/// Serves `handler` on `addr` until `stop` resolves.
+///
+/// # Errors
+///
+/// Returns the OS error if the port cannot be bound.
+pub async fn listen<H, Fut>(
+    addr: SocketAddr,
+    max_body: usize,
+    handler: Rc<H>,
+    stop: impl Future<Output = ()>,
+) -> std::io::Result<()>
+where
+    H: Fn(HttpRequest) -> Fut + 'static,
+    Fut: Future<Output = HttpResponse> + 'static,
+{
+    let listener = TcpListener::bind_with_config(addr, &ListenerOpts::default().reuse_port(true))?;
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        monoio::select! {
+            () = &mut stop => return Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    monoio::spawn(serve_connection(stream, peer, max_body, handler.clone()));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    monoio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+        }
+    }
+}
+
+enum Parsed {
+    Request(HttpRequest, bool),
+    Reject(u16, &'static str, &'static str),
+}
+
+async fn serve_connection<H, Fut>(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    max_body: usize,
+    handler: Rc<H>,
+) where
+    H: Fn(HttpRequest) -> Fut,
+    Fut: Future<Output = HttpResponse>,
+{
+    let mut buffer = Vec::with_capacity(8 * 1024);
+    loop {
+        let parsed = match read_request(&mut stream, &mut buffer, peer, max_body).await {
+            Some(parsed) => parsed,
+            None => return,
+        };
+        let (response, keep_alive) = match parsed {
+            Parsed::Request(request, keep_alive) => (handler(request).await, keep_alive),
+            Parsed::Reject(status, errcode, message) => (error_response(status, errcode, message), false),
+        };
+        if write_response(&mut stream, response, keep_alive).await.is_err() || !keep_alive {
+            return;
+        }
+    }
+}
+
+async fn read_request(
+    stream: &mut TcpStream,
+    buffer: &mut Vec<u8>,
+    peer: SocketAddr,
+    max_body: usize,
+) -> Option<Parsed> {
+    let mut first = true;
+    let (head_len, mut request, framing, keep_alive, expects_continue) = loop {
+        if !buffer.is_empty() {
+            match parse_head(buffer, peer) {
+                Ok(Some(head)) => break head,
+                Ok(None) if buffer.len() > MAX_HEAD_BYTES => {
+                    return Some(Parsed::Reject(431, "M_TOO_LARGE", "Request head is too large"));
+                }
+                Ok(None) => {}
+                Err(()) => return Some(Parsed::Reject(400, "M_UNKNOWN", "Malformed HTTP request")),
+            }
+        }
+        let wait = if first && buffer.is_empty() { IDLE_TIMEOUT } else { READ_TIMEOUT };
+        first = false;
+        if !read_more(stream, buffer, wait).await {
+            return None;
+        }
+    };
+    buffer.drain(..head_len);
+
+    match framing {
+        Framing::Length(length) if length > max_body => {
+            return Some(Parsed::Reject(413, "M_TOO_LARGE", "Request body is too large"));
+        }
+        _ => {}
+    }
+    if expects_continue {
+        let _ = stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec()).await;
+    }
+
+    match framing {
+        Framing::Length(length) => {
+            while buffer.len() < length {
+                if !read_more(stream, buffer, READ_TIMEOUT).await {
+                    return None;
+                }
+            }
+            request.body = buffer.drain(..length).collect();
+        }
+        Framing::Chunked => loop {
+            match decode_chunked(buffer, max_body) {
+                Chunked::Complete(body, consumed) => {
+                    buffer.drain(..consumed);
+                    request.body = body;
+                    break;
+                }
+                Chunked::Partial if buffer.len() <= max_body.saturating_mul(2) + 1024 => {
+                    if !read_more(stream, buffer, READ_TIMEOUT).await {
+                        return None;
+                    }
+                }
+                Chunked::Invalid => {
+                    return Some(Parsed::Reject(400, "M_UNKNOWN", "Invalid chunked body"));
+                }
+                Chunked::TooLarge | Chunked::Partial => {
+                    return Some(Parsed::Reject(413, "M_TOO_LARGE", "Request body is too large"));
+                }
+            }
+        },
+    }
+    Some(Parsed::Request(request, keep_alive))
+}
+
+async fn read_more(stream: &mut TcpStream, buffer: &mut Vec<u8>, wait: Duration) -> bool {
+    let scratch = vec![0u8; 16 * 1024];
+    match monoio::time::timeout(wait, stream.read(scratch)).await {
+        Ok((Ok(n), scratch)) if n > 0 => {
+            buffer.extend_from_slice(&scratch[..n]);
+            true
+        }
+        _ => false,
+    }
+}
+
+enum Framing {
+    Length(usize),
+    Chunked,
+}
+
+type Head = (usize, HttpRequest, Framing, bool, bool);
+
+fn parse_head(buffer: &[u8], peer: SocketAddr) -> Result<Option<Head>, ()> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut parsed = httparse::Request::new(&mut headers);
+    let head_len = match parsed.parse(buffer) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(()),
+    };
+    let method = parsed.method.ok_or(())?.to_owned();
+    let target = parsed.path.ok_or(())?;
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let mut keep_alive = parsed.version == Some(1);
+    let mut framing = Framing::Length(0);
+    let mut authorization = None;
+    let mut expects_continue = false;
+
+    for header in parsed.headers.iter() {
+        let value = std::str::from_utf8(header.value).map_err(|_| ())?.trim();
+        match header.name.to_ascii_lowercase().as_str() {
+            "content-length" => framing = Framing::Length(value.parse().map_err(|_| ())?),
+            "transfer-encoding" if value.eq_ignore_ascii_case("chunked") => framing = Framing::Chunked,
+            "transfer-encoding" => return Err(()),
+            "connection" if value.eq_ignore_ascii_case("close") => keep_alive = false,
+            "connection" if value.eq_ignore_ascii_case("keep-alive") => keep_alive = true,
+            "authorization" => authorization = Some(value.to_owned()),
+            "expect" if value.eq_ignore_ascii_case("100-continue") => expects_continue = true,
+            _ => {}
+        }
+    }
+
+    let request = HttpRequest {
+        method,
+        path: path.to_owned(),
+        query: query.to_owned(),
+        authorization,
+        body: Vec::new(),
+        peer,
+    };
+    Ok(Some((head_len, request, framing, keep_alive, expects_continue)))
+}
+
+fn error_response(status: u16, errcode: &str, message: &str) -> HttpResponse {
+    let body = serde_json::json!({ "errcode": errcode, "error": message });
+    HttpResponse::json(status, body.to_string().into_bytes())
+}
+
+async fn write_response(
+    stream: &mut TcpStream,
+    response: HttpResponse,
+    keep_alive: bool,
+) -> std::io::Result<()> {
+    use std::fmt::Write as _;
+
+    let mut head = String::with_capacity(256);
+    let _ = write!(
+        head,
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+         access-control-allow-origin: *\r\n\
+         access-control-allow-methods: GET, POST, PUT, DELETE, OPTIONS\r\n\
+         access-control-allow-headers: X-Requested-With, Content-Type, Authorization\r\n",
+        response.status,
+        reason(response.status),
+        response.body.len(),
+    );
+    for (name, value) in &response.headers {
+        let _ = write!(head, "{name}: {value}\r\n");
+    }
+    head.push_str(if keep_alive { "connection: keep-alive\r\n\r\n" } else { "connection: close\r\n\r\n" });
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(&response.body);
+    let (result, _) = stream.write_all(bytes).await;
+    result.map(|_| ())
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        413 => "Payload Too Large",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Unknown",
+    }
+}

@@ -1,0 +1,224 @@
+//! The append path on the room's shard: build, authorize, apply to the
+//! in-memory state, persist, and announce to the users' shards.
+//!
+//! Building and applying happen without an await, so events of one room are
+//! ordered by the shard's single thread; the commit thread then makes them
+//! durable and announces them in the same order.
+
+use std::{cell::RefCell, collections::BTreeMap, rc::Rc, sync::Arc};
+
+use eltrix_shards::ShardId;
+use ruma::{OwnedUserId, events::TimelineEventType};
+
+use super::{EventDraft, Pdu, auth, builder, state::Room};
+use crate::{
+    api::error::{ApiResult, MatrixError},
+    shard::{Shard, now_millis},
+    store::{EventRecord, Map, MembershipRecord, WriteBatch, keys},
+    sync::RoomNotification,
+};
+
+/// Builds, checks and persists `drafts` as the next events of `room`.
+///
+/// Nothing is applied unless every draft passes: a rejected draft returns
+/// `M_FORBIDDEN` with the rule that failed and leaves the room unchanged.
+///
+/// # Errors
+///
+/// Returns the first draft's build or authorization error, or a storage
+/// error if the commit fails.
+pub async fn append(shard: &Rc<Shard>, room: &Rc<RefCell<Room>>, drafts: Vec<EventDraft>) -> ApiResult<Vec<Arc<Pdu>>> {
+    let (pdus, batch) = prepare(shard, &mut room.borrow_mut(), drafts)?;
+    let room_id = room.borrow().room_id.clone();
+    commit(shard, &room_id, batch).await?;
+    Ok(pdus)
+}
+
+/// Persists a batch from [`prepare`]; on failure the room is dropped from
+/// memory so that the next request reloads what is durable.
+///
+/// # Errors
+///
+/// Returns the storage error.
+pub async fn commit(shard: &Shard, room_id: &ruma::OwnedRoomId, batch: WriteBatch) -> ApiResult<()> {
+    if let Err(error) = shard.committer.commit(batch).await {
+        tracing::error!(%room_id, %error, "failed to persist events; reloading the room");
+        shard.evict_room(room_id);
+        return Err(error.into());
+    }
+    Ok(())
+}
+
+/// Builds every draft against a copy of the state, then applies them.
+/// # Errors
+///
+/// Returns the first draft's build or authorization error.
+pub fn prepare(shard: &Shard, room: &mut Room, drafts: Vec<EventDraft>) -> ApiResult<(Vec<Arc<Pdu>>, WriteBatch)> {
+    let snapshot = Snapshot::take(room);
+    let mut pdus = Vec::with_capacity(drafts.len());
+    let mut batch = WriteBatch::default();
+    for draft in drafts {
+        match build_one(shard, room, &draft) {
+            Ok(pdu) => {
+                apply(room, &pdu);
+                stage(shard, room, &pdu, &draft, &mut batch)?;
+                pdus.push(pdu);
+            }
+            Err(error) => {
+                snapshot.restore(room);
+                return Err(error);
+            }
+        }
+    }
+    batch.put_json(Map::Rooms, room.room_id.as_bytes().to_vec(), &room.record());
+    batch.put(Map::Meta, format!("hlc/{}", shard.id).into_bytes(), room.last_pos.to_be_bytes().to_vec());
+    add_announcements(shard, room, &pdus, &mut batch);
+    Ok((pdus, batch))
+}
+
+fn build_one(shard: &Shard, room: &Room, draft: &EventDraft) -> ApiResult<Arc<Pdu>> {
+    if draft.state_key.as_deref().is_some_and(|key| key.contains('\0')) || draft.kind.contains('\0') {
+        return Err(MatrixError::invalid_param("Event type and state key must not contain NUL"));
+    }
+    let pos = shard.next_pos();
+    let pdu = builder::build(room, draft, &shard.config.server_name, &shard.key, pos, now_millis())?;
+    auth::check(room, &pdu).map_err(|reason| MatrixError::forbidden(format!("Event rejected: {reason}")))?;
+    Ok(Arc::new(pdu))
+}
+
+/// The parts of a room that applying events changes.
+struct Snapshot {
+    state: BTreeMap<(String, String), Arc<Pdu>>,
+    forward_extremities: Vec<ruma::OwnedEventId>,
+    last_event: Option<Arc<Pdu>>,
+    depth: u64,
+    last_pos: u64,
+}
+
+impl Snapshot {
+    fn take(room: &Room) -> Self {
+        Self {
+            state: room.state.clone(),
+            forward_extremities: room.forward_extremities.clone(),
+            last_event: room.last_event.clone(),
+            depth: room.depth,
+            last_pos: room.last_pos,
+        }
+    }
+
+    fn restore(self, room: &mut Room) {
+        room.state = self.state;
+        room.forward_extremities = self.forward_extremities;
+        room.last_event = self.last_event;
+        room.depth = self.depth;
+        room.last_pos = self.last_pos;
+    }
+}
+
+fn apply(room: &mut Room, pdu: &Arc<Pdu>) {
+    if pdu.kind == TimelineEventType::RoomCreate {
+        room.room_id = pdu.room_id.clone();
+    }
+    if let Some(state_key) = &pdu.state_key {
+        room.state.insert((pdu.kind.to_string(), state_key.clone()), pdu.clone());
+    }
+    room.forward_extremities = vec![pdu.event_id.clone()];
+    room.last_event = Some(pdu.clone());
+    room.depth = pdu.depth;
+    room.last_pos = pdu.pos;
+}
+
+fn stage(shard: &Shard, room: &Room, pdu: &Pdu, draft: &EventDraft, batch: &mut WriteBatch) -> ApiResult<()> {
+    let room_id = room.room_id.as_str();
+    let event_id = pdu.event_id.as_str();
+    let record = EventRecord {
+        pdu: serde_json::to_value(&pdu.json).map_err(|e| MatrixError::internal(e.to_string()))?,
+        room_id: room_id.to_owned(),
+        pos: pdu.pos,
+        room_version: Some(room.version.to_string()),
+        redacted_by: None,
+        txn: draft.txn.clone(),
+    };
+    batch.put_json(Map::Events, event_id.as_bytes().to_vec(), &record);
+    batch.put(Map::Timeline, keys::timeline(room_id, pdu.pos), event_id.as_bytes().to_vec());
+
+    if let Some(state_key) = &pdu.state_key {
+        batch.put(Map::RoomState, keys::state(room_id, pdu.kind.to_string().as_str(), state_key), event_id.as_bytes().to_vec());
+    }
+    if let (TimelineEventType::RoomMember, Some(user), Some(membership)) = (&pdu.kind, &pdu.state_key, pdu.membership()) {
+        if user.ends_with(&format!(":{}", shard.config.server_name)) {
+            let record = MembershipRecord { membership, event_id: event_id.to_owned(), pos: pdu.pos };
+            batch.put_json(Map::UserRooms, keys::pair(user, room_id), &record);
+        }
+    }
+    if let Some((device_id, txn_id)) = &draft.txn {
+        let key = keys::join(&[draft.sender.as_str().as_bytes(), device_id.as_bytes(), txn_id.as_bytes()]);
+        batch.put(Map::Txns, key, event_id.as_bytes().to_vec());
+    }
+    if let Some(target) = &pdu.redacts {
+        stage_redaction(shard, room_id, target.as_str(), event_id, batch)?;
+    }
+    Ok(())
+}
+
+fn stage_redaction(shard: &Shard, room_id: &str, target: &str, redaction_id: &str, batch: &mut WriteBatch) -> ApiResult<()> {
+    let Some(mut record) = shard.store.get_json::<EventRecord>(Map::Events, target.as_bytes())? else {
+        return Ok(());
+    };
+    if record.room_id == room_id && record.redacted_by.is_none() {
+        record.redacted_by = Some(redaction_id.to_owned());
+        batch.put_json(Map::Events, target.as_bytes().to_vec(), &record);
+    }
+    Ok(())
+}
+
+/// Queues, after the commit, one announcement per event to each shard that
+/// owns a local member (joined or invited) or the target of a membership
+/// change.
+fn add_announcements(shard: &Shard, room: &Room, pdus: &[Arc<Pdu>], batch: &mut WriteBatch) {
+    let mut members = room.members_with("join");
+    members.extend(room.members_with("invite"));
+    let suffix = format!(":{}", shard.config.server_name);
+
+    let mut notes: Vec<(ShardId, RoomNotification)> = Vec::new();
+    for pdu in pdus {
+        let membership = match (&pdu.kind, &pdu.state_key, pdu.membership()) {
+            (TimelineEventType::RoomMember, Some(user), Some(membership)) => {
+                OwnedUserId::try_from(user.as_str()).ok().map(|user| (user, membership))
+            }
+            _ => None,
+        };
+        let mut targets: Vec<OwnedUserId> = members.clone();
+        if let Some((user, _)) = &membership {
+            if !targets.contains(user) {
+                targets.push(user.clone());
+            }
+        }
+        let mut by_shard: BTreeMap<ShardId, Vec<OwnedUserId>> = BTreeMap::new();
+        for user in targets.into_iter().filter(|user| user.as_str().ends_with(&suffix)) {
+            by_shard.entry(shard.owner(user.as_str())).or_default().push(user);
+        }
+        for (target, users) in by_shard {
+            let note = RoomNotification {
+                source: shard.id,
+                room_id: room.room_id.clone(),
+                pos: pdu.pos,
+                users,
+                membership: membership.clone(),
+            };
+            notes.push((target, note));
+        }
+    }
+
+    let mesh = shard.mesh.clone();
+    batch.after_commit(Box::new(move || {
+        for (target, note) in notes {
+            let task: eltrix_shards::ShardTask<Shard> = Box::new(move |shard: Rc<Shard>| {
+                Box::pin(async move { shard.sync.borrow_mut().apply(&note) })
+            });
+            if mesh.send(target, task).is_err() {
+                tracing::warn!(target, "failed to announce an event to a stopped shard");
+            }
+        }
+    }));
+}

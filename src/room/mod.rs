@@ -1,0 +1,16 @@
+//! Rooms, owned by the shard `shard_of(room_id)`: in-memory current state,
+//! event creation and signing, the authorization check, and the append path
+//! that orders, persists and announces events.
+
+pub mod append;
+mod auth;
+pub mod builder;
+pub mod client_format;
+pub mod keys;
+pub mod pdu;
+pub mod state;
+pub mod versions;
+
+pub use builder::EventDraft;
+pub use pdu::Pdu;
+pub use state::Room;

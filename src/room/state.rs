@@ -1,0 +1,211 @@
+//! A room's current state, held in memory by its owning shard.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    rc::Rc,
+    sync::Arc,
+};
+
+use ruma::{
+    CanonicalJsonObject, OwnedEventId, OwnedRoomId, OwnedUserId, RoomVersionId,
+    room_version_rules::RoomVersionRules,
+};
+use tokio::sync::Notify;
+
+use super::{pdu::Pdu, versions};
+use crate::store::{EventRecord, Map, RoomRecord, Store, StoreError, keys};
+
+/// `(event type, state key)`.
+pub type StateKey = (String, String);
+
+/// A transaction ID scoped to its user and device.
+pub type TxnKey = (String, String, String);
+
+/// An in-memory room.
+pub struct Room {
+    pub room_id: OwnedRoomId,
+    pub version: RoomVersionId,
+    pub rules: RoomVersionRules,
+    pub creator: OwnedUserId,
+    pub created_ts: u64,
+    pub state: BTreeMap<StateKey, Arc<Pdu>>,
+    pub forward_extremities: Vec<OwnedEventId>,
+    /// The newest event, the `prev_events` of the next one.
+    pub last_event: Option<Arc<Pdu>>,
+    pub depth: u64,
+    pub last_pos: u64,
+    /// Sends whose event is built but not yet durable, so a retry with the
+    /// same transaction ID waits for it instead of creating a second event.
+    pub pending_txns: HashMap<TxnKey, (OwnedEventId, Rc<Notify>)>,
+}
+
+impl Room {
+    /// Creates an empty room whose first event will be `m.room.create`.
+    #[must_use]
+    pub fn new(
+        room_id: OwnedRoomId,
+        version: RoomVersionId,
+        rules: RoomVersionRules,
+        creator: OwnedUserId,
+        created_ts: u64,
+    ) -> Self {
+        Self {
+            room_id,
+            version,
+            rules,
+            creator,
+            created_ts,
+            state: BTreeMap::new(),
+            forward_extremities: Vec::new(),
+            last_event: None,
+            depth: 0,
+            last_pos: 0,
+            pending_txns: HashMap::new(),
+        }
+    }
+
+    /// Loads a room and its current state from the store.
+    ///
+    /// # Errors
+    ///
+    /// Returns a storage error; `Ok(None)` if the room is unknown.
+    pub fn load(store: &Store, room_id: &OwnedRoomId) -> Result<Option<Self>, StoreError> {
+        let Some(record) = store.get_json::<RoomRecord>(Map::Rooms, room_id.as_bytes())? else {
+            return Ok(None);
+        };
+        let Ok((version, rules)) = versions::rules_for(&record.room_version) else {
+            tracing::error!(%room_id, version = record.room_version, "stored room has an unknown version");
+            return Ok(None);
+        };
+        let Ok(creator) = OwnedUserId::try_from(record.creator.as_str()) else {
+            return Ok(None);
+        };
+        let mut room = Self::new(room_id.clone(), version, rules, creator, record.created_ts);
+        room.depth = record.depth;
+        room.last_pos = record.last_pos;
+        room.forward_extremities =
+            record.forward_extremities.iter().filter_map(|id| OwnedEventId::try_from(id.as_str()).ok()).collect();
+
+        if let Some(head) = record.forward_extremities.first() {
+            room.last_event = load_pdu(store, head)?.map(Arc::new);
+        }
+        for (key, event_id) in store.scan_prefix(Map::RoomState, &keys::prefix(room_id.as_str()))? {
+            let event_id = String::from_utf8_lossy(&event_id).into_owned();
+            if let Some(pdu) = load_pdu(store, &event_id)? {
+                let mut parts = key.split(|b| *b == 0).skip(1);
+                let kind = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+                let state_key = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+                room.state.insert((kind, state_key), Arc::new(pdu));
+            }
+        }
+        Ok(Some(room))
+    }
+
+    /// The current state event of `kind` and `state_key`.
+    #[must_use]
+    pub fn state_event(&self, kind: &str, state_key: &str) -> Option<&Arc<Pdu>> {
+        self.state.get(&(kind.to_owned(), state_key.to_owned()))
+    }
+
+    /// The membership of `user_id`, `"leave"` if none.
+    #[must_use]
+    pub fn membership(&self, user_id: &str) -> String {
+        self.state_event("m.room.member", user_id)
+            .and_then(|pdu| pdu.membership())
+            .unwrap_or_else(|| "leave".to_owned())
+    }
+
+    /// Users whose membership is `membership`.
+    #[must_use]
+    pub fn members_with(&self, membership: &str) -> Vec<OwnedUserId> {
+        self.state
+            .iter()
+            .filter(|((kind, _), pdu)| kind == "m.room.member" && pdu.membership().as_deref() == Some(membership))
+            .filter_map(|((_, key), _)| OwnedUserId::try_from(key.as_str()).ok())
+            .collect()
+    }
+
+    /// Finds a current state event by ID, for the authorization check.
+    #[must_use]
+    pub fn state_event_by_id(&self, event_id: &ruma::EventId) -> Option<&Arc<Pdu>> {
+        self.state.values().find(|pdu| pdu.event_id == event_id)
+    }
+
+    /// The record written to `roomid_room` after each event.
+    #[must_use]
+    pub fn record(&self) -> RoomRecord {
+        RoomRecord {
+            room_version: self.version.to_string(),
+            creator: self.creator.to_string(),
+            created_ts: self.created_ts,
+            forward_extremities: self.forward_extremities.iter().map(ToString::to_string).collect(),
+            depth: self.depth,
+            last_pos: self.last_pos,
+        }
+    }
+
+    /// The power level of `user_id`, with the room version's defaults.
+    #[must_use]
+    pub fn user_power(&self, user_id: &str) -> i64 {
+        if self.rules.authorization.explicitly_privilege_room_creators && self.is_creator(user_id) {
+            return i64::MAX;
+        }
+        let Some(levels) = self.state_event("m.room.power_levels", "") else {
+            return if self.creator.as_str() == user_id { 100 } else { 0 };
+        };
+        let content = levels.content_value();
+        content
+            .get("users")
+            .and_then(|users| users.get(user_id))
+            .or_else(|| content.get("users_default"))
+            .and_then(as_level)
+            .unwrap_or(0)
+    }
+
+    /// The power level that `key` (for example `"redact"`) requires.
+    #[must_use]
+    pub fn required_power(&self, key: &str, default: i64) -> i64 {
+        self.state_event("m.room.power_levels", "")
+            .and_then(|levels| levels.content_value().get(key).and_then(as_level))
+            .unwrap_or(default)
+    }
+
+    fn is_creator(&self, user_id: &str) -> bool {
+        let Some(create) = self.state_event("m.room.create", "") else {
+            return false;
+        };
+        if create.sender.as_str() == user_id {
+            return true;
+        }
+        create
+            .content_value()
+            .get("additional_creators")
+            .and_then(serde_json::Value::as_array)
+            .is_some_and(|list| list.iter().any(|id| id.as_str() == Some(user_id)))
+    }
+}
+
+fn as_level(value: &serde_json::Value) -> Option<i64> {
+    value.as_i64().or_else(|| value.as_str().and_then(|text| text.trim().parse().ok()))
+}
+
+/// Loads one stored event as a PDU.
+///
+/// # Errors
+///
+/// Returns a storage error; `Ok(None)` if the event is unknown or malformed.
+pub fn load_pdu(store: &Store, event_id: &str) -> Result<Option<Pdu>, StoreError> {
+    let Some(record) = store.get_json::<EventRecord>(Map::Events, event_id.as_bytes())? else {
+        return Ok(None);
+    };
+    Ok(pdu_from_record(event_id, record))
+}
+
+/// Parses a stored event record.
+#[must_use]
+pub fn pdu_from_record(event_id: &str, record: EventRecord) -> Option<Pdu> {
+    let json: CanonicalJsonObject = serde_json::from_value(record.pdu).ok()?;
+    let event_id = OwnedEventId::try_from(event_id).ok()?;
+    let room_id = OwnedRoomId::try_from(record.room_id.as_str()).ok()?;
+    Pdu::parse(json, event_id, room_id, record.pos).ok()
+}

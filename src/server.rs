@@ -1,0 +1,148 @@
+//! Server lifecycle: start the store, the commit threads and the shards;
+//! on SIGINT or SIGTERM stop accepting, finish in-flight requests and
+//! writes, and sync the store.
+
+use std::{
+    rc::Rc,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use eltrix_shards::{ExecutorOptions, Mesh, ShardTask, spawn_executors};
+use signal_hook::{consts::{SIGINT, SIGTERM}, iterator::Signals};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::{
+    auth::password::PasswordWorker,
+    config::Config,
+    room::keys::SigningKey,
+    shard::{Shard, ShardParts, now_micros},
+    store::{Committer, Map, Store},
+};
+
+/// Time allowed for in-flight requests after shutdown starts.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs the server until a shutdown signal.
+///
+/// # Errors
+///
+/// Returns an error if the data directory, store, signing key or threads
+/// cannot be set up.
+pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    let started = Instant::now();
+    let nr_shards = config.nr_shards();
+    std::fs::create_dir_all(&config.data_dir)?;
+    let store = Store::open(&config.data_dir)?;
+    let key = Arc::new(SigningKey::load_or_create(&config.data_dir)?);
+    let boot_pos = boot_position(&store)?;
+    if config.registration == crate::config::RegistrationMode::Open && !config.listen.ip().is_loopback() {
+        tracing::warn!(listen = %config.listen, "registration is open on a non-loopback address");
+    }
+
+    let (mesh, inboxes) = Mesh::<Shard>::new(nr_shards);
+    let config = Arc::new(config);
+    let mut parts = Vec::new();
+    let mut commit_threads = Vec::new();
+    for (id, inbox) in inboxes.into_iter().enumerate() {
+        let (committer, thread) = Committer::start(store.clone(), id)?;
+        commit_threads.push(thread);
+        let shard = ShardParts {
+            id,
+            mesh: mesh.clone(),
+            store: store.clone(),
+            committer,
+            config: config.clone(),
+            key: key.clone(),
+            passwords: PasswordWorker::start(id)?,
+            boot_pos,
+        };
+        parts.push(Some((shard, inbox)));
+    }
+    let parts = Arc::new(Mutex::new(parts));
+
+    let options = ExecutorOptions { nr_shards, pin_to_cores: config.pin_cores, ring_entries: 1024 };
+    let executors = spawn_executors(&options, move |id| {
+        let taken = parts.lock().ok().and_then(|mut parts| parts.get_mut(id).and_then(Option::take));
+        async move {
+            if let Some((shard, inbox)) = taken {
+                run_shard(shard, inbox).await;
+            }
+        }
+    })?;
+    tracing::info!(
+        listen = %config.listen,
+        shards = nr_shards,
+        server_name = config.server_name,
+        startup_ms = started.elapsed().as_millis(),
+        "eltrix started"
+    );
+
+    wait_for_signal()?;
+    tracing::info!("shutdown started");
+    for id in 0..nr_shards {
+        let task: ShardTask<Shard> = Box::new(|shard: Rc<Shard>| {
+            Box::pin(async move {
+                shard.stopping.set(true);
+                shard.stop.notify_waiters();
+                shard.sync.borrow_mut().wake_all();
+            })
+        });
+        let _ = mesh.send(id, task);
+    }
+    for executor in executors {
+        let _ = executor.join();
+    }
+    drop(mesh);
+    for thread in commit_threads {
+        let _ = thread.join();
+    }
+    store.persist()?;
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+async fn run_shard(parts: ShardParts, mut inbox: UnboundedReceiver<ShardTask<Shard>>) {
+    let listen = parts.config.listen;
+    let max_body = parts.config.max_request_bytes;
+    let shard = Rc::new(Shard::new(parts));
+
+    let inbox_shard = shard.clone();
+    monoio::spawn(async move {
+        while let Some(task) = inbox.recv().await {
+            monoio::spawn(task(inbox_shard.clone()));
+        }
+    });
+
+    let stop = shard.stop.notified();
+    let handler_shard = shard.clone();
+    let handler = Rc::new(move |request| crate::api::serve(handler_shard.clone(), request));
+    if let Err(error) = crate::http::listen(listen, max_body, handler, stop).await {
+        tracing::error!(shard_id = shard.id, %listen, %error, "failed to listen");
+        std::process::exit(1);
+    }
+
+    let deadline = Instant::now() + DRAIN_TIMEOUT;
+    while shard.in_flight.get() > 0 && Instant::now() < deadline {
+        monoio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tracing::info!(shard_id = shard.id, "shard stopped");
+}
+
+/// A position above every one persisted, so the frontier of a fresh start
+/// covers all stored events and new events sort after them.
+fn boot_position(store: &Store) -> Result<u64, crate::store::StoreError> {
+    let mut highest = 0u64;
+    for (_, value) in store.scan_prefix(Map::Meta, b"hlc/")? {
+        if let Ok(bytes) = <[u8; 8]>::try_from(value.as_slice()) {
+            highest = highest.max(u64::from_be_bytes(bytes));
+        }
+    }
+    Ok(now_micros().max(highest + 1))
+}
+
+fn wait_for_signal() -> std::io::Result<()> {
+    let mut signals = Signals::new([SIGINT, SIGTERM])?;
+    let _ = signals.forever().next();
+    Ok(())
+}

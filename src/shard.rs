@@ -1,0 +1,155 @@
+//! One shard's local state: the rooms and users it owns, its store handle
+//! and commit thread. It lives in an `Rc` on its executor thread; other
+//! shards reach it only through tasks submitted over the mesh.
+
+use std::{
+    cell::{Cell, RefCell},
+    collections::HashMap,
+    future::Future,
+    rc::Rc,
+    sync::Arc,
+};
+
+use eltrix_shards::{Mesh, ShardId, shard_of};
+use ruma::OwnedRoomId;
+
+use crate::{
+    api::error::{ApiResult, MatrixError},
+    auth::password::PasswordWorker,
+    config::Config,
+    room::{Room, keys::SigningKey},
+    store::{Committer, Store},
+    sync::SyncIndex,
+};
+
+/// A shard's state.
+pub struct Shard {
+    pub id: ShardId,
+    pub mesh: Mesh<Shard>,
+    pub store: Store,
+    pub committer: Committer,
+    pub config: Arc<Config>,
+    pub key: Arc<SigningKey>,
+    pub passwords: PasswordWorker,
+    pub rooms: RefCell<HashMap<OwnedRoomId, Rc<RefCell<Room>>>>,
+    pub sync: RefCell<SyncIndex>,
+    /// Last stream position handed out, in microseconds since the epoch.
+    clock: Cell<u64>,
+    /// Set when shutdown starts; new requests get 503.
+    pub stopping: Cell<bool>,
+    /// Requests being served on this shard.
+    pub in_flight: Cell<usize>,
+    /// Notified when shutdown starts, to stop accepting connections.
+    pub stop: tokio::sync::Notify,
+}
+
+/// What a shard needs at start.
+pub struct ShardParts {
+    pub id: ShardId,
+    pub mesh: Mesh<Shard>,
+    pub store: Store,
+    pub committer: Committer,
+    pub config: Arc<Config>,
+    pub key: Arc<SigningKey>,
+    pub passwords: PasswordWorker,
+    /// Every stream position persisted before this start is below this.
+    pub boot_pos: u64,
+}
+
+impl Shard {
+    /// Creates the shard state.
+    #[must_use]
+    pub fn new(parts: ShardParts) -> Self {
+        let nr_shards = parts.mesh.nr_shards();
+        Self {
+            id: parts.id,
+            mesh: parts.mesh,
+            store: parts.store,
+            committer: parts.committer,
+            config: parts.config,
+            key: parts.key,
+            passwords: parts.passwords,
+            rooms: RefCell::new(HashMap::new()),
+            sync: RefCell::new(SyncIndex::new(nr_shards, parts.boot_pos)),
+            clock: Cell::new(parts.boot_pos),
+            stopping: Cell::new(false),
+            in_flight: Cell::new(0),
+            stop: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Number of shards in this server.
+    #[must_use]
+    pub fn nr_shards(&self) -> usize {
+        self.mesh.nr_shards()
+    }
+
+    /// The shard that owns `id`.
+    #[must_use]
+    pub fn owner(&self, id: &str) -> ShardId {
+        shard_of(id, self.nr_shards())
+    }
+
+    /// The next stream position: microseconds since the epoch, strictly
+    /// increasing on this shard even if the clock steps back.
+    #[must_use]
+    pub fn next_pos(&self) -> u64 {
+        let pos = now_micros().max(self.clock.get() + 1);
+        self.clock.set(pos);
+        pos
+    }
+
+    /// Runs `task` on shard `target`: in place when that is this shard,
+    /// otherwise over the mesh.
+    ///
+    /// # Errors
+    ///
+    /// Returns 503 if the target shard has stopped.
+    pub async fn on_shard<F, Fut, R>(self: &Rc<Self>, target: ShardId, task: F) -> ApiResult<R>
+    where
+        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+        Fut: Future<Output = R> + 'static,
+        R: Send + 'static,
+    {
+        if target == self.id {
+            return Ok(task(self.clone()).await);
+        }
+        Ok(self.mesh.submit_to(target, task).await?)
+    }
+
+    /// Returns the room `room_id`, loading it from the store on first use.
+    ///
+    /// # Errors
+    ///
+    /// `M_NOT_FOUND` if the room is unknown here.
+    pub fn room(&self, room_id: &OwnedRoomId) -> ApiResult<Rc<RefCell<Room>>> {
+        debug_assert_eq!(self.owner(room_id.as_str()), self.id, "room served by a shard that does not own it");
+        if let Some(room) = self.rooms.borrow().get(room_id) {
+            return Ok(room.clone());
+        }
+        let room = Room::load(&self.store, room_id)?
+            .ok_or_else(|| MatrixError::not_found("Unknown room"))?;
+        let room = Rc::new(RefCell::new(room));
+        self.rooms.borrow_mut().insert(room_id.clone(), room.clone());
+        Ok(room)
+    }
+
+    /// Drops a room from memory so the next use reloads it from the store.
+    pub fn evict_room(&self, room_id: &OwnedRoomId) {
+        self.rooms.borrow_mut().remove(room_id);
+    }
+}
+
+/// Microseconds since the Unix epoch.
+#[must_use]
+pub fn now_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// Milliseconds since the Unix epoch.
+#[must_use]
+pub fn now_millis() -> u64 {
+    now_micros() / 1000
+}

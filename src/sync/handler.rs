@@ -1,0 +1,307 @@
+//! `GET /_matrix/client/v3/sync`, on the user's shard.
+//!
+//! The response covers, per room, the events with positions in
+//! `(since[s], upto[s]]`, where `s` is the room's shard and `upto` is this
+//! shard's frontier when the response is built. With nothing new and a
+//! `timeout`, the request waits for the next announcement to the user.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use ruma::OwnedRoomId;
+use serde_json::{Map as JsonMap, Value, json};
+
+use super::{
+    filter::{self, RoomFilter, SyncFilter},
+    index::UserRoom,
+    token,
+};
+use crate::{
+    api::{
+        client::filter as stored_filter,
+        error::{ApiResult, MatrixError},
+        request::{ApiRequest, Auth},
+    },
+    room::client_format::{self, Viewer},
+    shard::{Shard, now_millis},
+    store::{EventRecord, Map, keys},
+};
+
+/// Longest long-poll served.
+const MAX_TIMEOUT: Duration = Duration::from_secs(60);
+/// Timeline events per room when the filter sets no limit.
+const DEFAULT_TIMELINE_LIMIT: u64 = 10;
+
+/// `GET /_matrix/client/v3/sync`.
+pub async fn sync(shard: &Shard, request: &ApiRequest) -> ApiResult<Value> {
+    let auth = request.auth()?;
+    let since = match request.query("since") {
+        Some(text) => Some(
+            token::parse_sync(text, shard.nr_shards())
+                .ok_or_else(|| MatrixError::invalid_param("Invalid since token"))?,
+        ),
+        None => None,
+    };
+    let timeout = Duration::from_millis(request.query_u64("timeout")?.unwrap_or(0)).min(MAX_TIMEOUT);
+    let full_state = match request.query("full_state") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(MatrixError::invalid_param("full_state must be true or false")),
+    };
+    if let Some(presence) = request.query("set_presence") {
+        if !matches!(presence, "online" | "offline" | "unavailable") {
+            return Err(MatrixError::invalid_param("set_presence must be online, offline or unavailable"));
+        }
+    }
+    let sync_filter = load_filter(shard, request, auth)?;
+
+    let mut waited = false;
+    loop {
+        let upto = shard.sync.borrow().frontier.clone();
+        let changed = changed_rooms(shard, auth, since.as_deref(), &upto, &sync_filter.room)?;
+        let nothing_new = changed.is_empty() && since.is_some() && !full_state;
+        if nothing_new && !waited && !timeout.is_zero() {
+            let woken = shard.sync.borrow_mut().wait(&auth.user_id);
+            let _ = monoio::time::timeout(timeout, woken).await;
+            waited = true;
+            continue;
+        }
+        return build_response(shard, auth, since.as_deref(), &upto, &changed, full_state, &sync_filter);
+    }
+}
+
+fn load_filter(shard: &Shard, request: &ApiRequest, auth: &Auth) -> ApiResult<SyncFilter> {
+    match request.query("filter") {
+        None => Ok(SyncFilter::default()),
+        Some(text) if text.trim_start().starts_with('{') => filter::parse(text),
+        Some(filter_id) => {
+            let stored = stored_filter::load(shard, auth.user_id.as_str(), filter_id)?
+                .ok_or_else(|| MatrixError::not_found("Unknown filter ID"))?;
+            serde_json::from_value(stored).map_err(|e| MatrixError::bad_json(format!("Invalid stored filter: {e}")))
+        }
+    }
+}
+
+/// Rooms to include: all current ones for an initial sync, else those with
+/// events or membership changes after `since`.
+fn changed_rooms(
+    shard: &Shard,
+    auth: &Auth,
+    since: Option<&[u64]>,
+    upto: &[u64],
+    room_filter: &RoomFilter,
+) -> ApiResult<BTreeMap<OwnedRoomId, UserRoom>> {
+    let mut index = shard.sync.borrow_mut();
+    let user = index.user(&shard.store, &auth.user_id)?;
+    let mut changed = BTreeMap::new();
+    for (room_id, room) in &user.rooms {
+        if !room_filter.allows_room(room_id.as_str()) {
+            continue;
+        }
+        let owner = shard.owner(room_id.as_str());
+        let upper = upto.get(owner).copied().unwrap_or(0);
+        let include = match since {
+            None => matches!(room.membership.as_str(), "join" | "invite") || room_filter.include_leave,
+            Some(since) => {
+                let lower = since.get(owner).copied().unwrap_or(0);
+                room.last_pos.min(upper) > lower || (room.membership_pos > lower && room.membership_pos <= upper)
+            }
+        };
+        if include {
+            changed.insert(room_id.clone(), room.clone());
+        }
+    }
+    Ok(changed)
+}
+
+fn build_response(
+    shard: &Shard,
+    auth: &Auth,
+    since: Option<&[u64]>,
+    upto: &[u64],
+    changed: &BTreeMap<OwnedRoomId, UserRoom>,
+    full_state: bool,
+    sync_filter: &SyncFilter,
+) -> ApiResult<Value> {
+    let viewer = Viewer { user_id: auth.user_id.as_str(), device_id: &auth.device_id };
+    let (mut join, mut invite, mut leave) = (JsonMap::new(), JsonMap::new(), JsonMap::new());
+    for (room_id, room) in changed {
+        let owner = shard.owner(room_id.as_str());
+        let lower = since.and_then(|since| since.get(owner).copied()).unwrap_or(0);
+        let upper = upto.get(owner).copied().unwrap_or(0).max(lower);
+        let section = RoomSection { room_id, lower, upper, initial: since.is_none(), full_state };
+        match room.membership.as_str() {
+            "join" => {
+                let value = joined_room(shard, viewer, &section, room, sync_filter)?;
+                join.insert(room_id.to_string(), value);
+            }
+            "invite" => {
+                invite.insert(room_id.to_string(), invited_room(shard, room_id)?);
+            }
+            "leave" | "ban" => {
+                let section = RoomSection { upper: room.membership_pos.min(upper), ..section };
+                let value = left_room(shard, viewer, &section, sync_filter)?;
+                leave.insert(room_id.to_string(), value);
+            }
+            _ => {}
+        }
+    }
+    Ok(json!({
+        "next_batch": token::format_sync(upto),
+        "rooms": { "join": join, "invite": invite, "leave": leave, "knock": {} },
+        "presence": { "events": [] },
+        "account_data": { "events": [] },
+        "to_device": { "events": [] },
+        "device_lists": { "changed": [], "left": [] },
+        "device_one_time_keys_count": {},
+    }))
+}
+
+struct RoomSection<'a> {
+    room_id: &'a OwnedRoomId,
+    /// Exclusive lower position.
+    lower: u64,
+    /// Inclusive upper position.
+    upper: u64,
+    initial: bool,
+    full_state: bool,
+}
+
+struct Timeline {
+    events: Vec<Value>,
+    /// State events (type, state key) present in `events`.
+    state_keys: Vec<(String, String)>,
+    limited: bool,
+    prev_batch: u64,
+    first_pos: u64,
+}
+
+fn joined_room(shard: &Shard, viewer: Viewer<'_>, section: &RoomSection<'_>, room: &UserRoom, sync_filter: &SyncFilter) -> ApiResult<Value> {
+    let timeline = read_timeline(shard, viewer, section, sync_filter)?;
+    let joined_now = room.membership_pos > section.lower;
+    let state = if section.initial || section.full_state || joined_now {
+        state_events(shard, viewer, section.room_id, 0, timeline.first_pos, &timeline.state_keys, section.upper, sync_filter)?
+    } else if timeline.limited {
+        state_events(shard, viewer, section.room_id, section.lower, timeline.first_pos, &timeline.state_keys, section.upper, sync_filter)?
+    } else {
+        Vec::new()
+    };
+    Ok(json!({
+        "timeline": {
+            "events": timeline.events,
+            "limited": timeline.limited,
+            "prev_batch": token::format_boundary(timeline.prev_batch),
+        },
+        "state": { "events": state },
+        "account_data": { "events": [] },
+        "ephemeral": { "events": [] },
+        "unread_notifications": { "highlight_count": 0, "notification_count": 0 },
+        "summary": {},
+    }))
+}
+
+fn left_room(shard: &Shard, viewer: Viewer<'_>, section: &RoomSection<'_>, sync_filter: &SyncFilter) -> ApiResult<Value> {
+    let timeline = read_timeline(shard, viewer, section, sync_filter)?;
+    Ok(json!({
+        "timeline": {
+            "events": timeline.events,
+            "limited": timeline.limited,
+            "prev_batch": token::format_boundary(timeline.prev_batch),
+        },
+        "state": { "events": [] },
+        "account_data": { "events": [] },
+    }))
+}
+
+/// Stripped state of the room for an invite, with the invite event itself.
+fn invited_room(shard: &Shard, room_id: &OwnedRoomId) -> ApiResult<Value> {
+    const STRIPPED_TYPES: [&str; 7] = [
+        "m.room.create",
+        "m.room.join_rules",
+        "m.room.name",
+        "m.room.canonical_alias",
+        "m.room.avatar",
+        "m.room.encryption",
+        "m.room.topic",
+    ];
+    let mut events = Vec::new();
+    for (key, event_id) in shard.store.scan_prefix(Map::RoomState, &keys::prefix(room_id.as_str()))? {
+        let mut parts = key.split(|b| *b == 0).skip(1);
+        let kind = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+        if STRIPPED_TYPES.contains(&kind.as_str()) || kind == "m.room.member" {
+            if let Some(record) = shard.store.get_json::<EventRecord>(Map::Events, &event_id)? {
+                if kind != "m.room.member" || record.pdu.get("content").and_then(|c| c.get("membership")) == Some(&json!("invite")) {
+                    events.push(client_format::stripped(&record));
+                }
+            }
+        }
+    }
+    Ok(json!({ "invite_state": { "events": events } }))
+}
+
+fn read_timeline(shard: &Shard, viewer: Viewer<'_>, section: &RoomSection<'_>, sync_filter: &SyncFilter) -> ApiResult<Timeline> {
+    let timeline_filter = &sync_filter.room.timeline;
+    let limit = timeline_filter.limit.unwrap_or(DEFAULT_TIMELINE_LIMIT).clamp(1, 1000);
+    let limit = usize::try_from(limit).unwrap_or(1000);
+    let room_id = section.room_id.as_str();
+    let rows = shard.store.scan_range(
+        Map::Timeline,
+        &keys::timeline(room_id, section.lower.saturating_add(1)),
+        &keys::timeline(room_id, section.upper.saturating_add(1)),
+        true,
+        limit + 1,
+    )?;
+    let limited = rows.len() > limit;
+    let now = now_millis();
+    let mut events = Vec::new();
+    let mut state_keys = Vec::new();
+    let mut first_pos = section.upper.saturating_add(1);
+    for (key, event_id) in rows.into_iter().take(limit).rev() {
+        let pos = keys::timeline_pos(&key);
+        first_pos = first_pos.min(pos);
+        let event_id = String::from_utf8_lossy(&event_id);
+        let Some((event, _)) = client_format::load(&shard.store, &event_id, Some(viewer), now) else {
+            continue;
+        };
+        if !timeline_filter.matches(&event) {
+            continue;
+        }
+        if let (Some(kind), Some(state_key)) = (event.get("type").and_then(Value::as_str), event.get("state_key").and_then(Value::as_str)) {
+            state_keys.push((kind.to_owned(), state_key.to_owned()));
+        }
+        events.push(event);
+    }
+    Ok(Timeline { events, state_keys, limited, prev_batch: first_pos, first_pos })
+}
+
+/// Current state events whose position is in `(lower, before)` and not
+/// after `upper`, minus those already in the timeline.
+#[allow(clippy::too_many_arguments)]
+fn state_events(
+    shard: &Shard,
+    viewer: Viewer<'_>,
+    room_id: &OwnedRoomId,
+    lower: u64,
+    before: u64,
+    in_timeline: &[(String, String)],
+    upper: u64,
+    sync_filter: &SyncFilter,
+) -> ApiResult<Vec<Value>> {
+    let now = now_millis();
+    let mut events = Vec::new();
+    for (key, event_id) in shard.store.scan_prefix(Map::RoomState, &keys::prefix(room_id.as_str()))? {
+        let mut parts = key.split(|b| *b == 0).skip(1);
+        let kind = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+        let state_key = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+        if in_timeline.contains(&(kind, state_key)) {
+            continue;
+        }
+        let event_id = String::from_utf8_lossy(&event_id);
+        let Some((event, record)) = client_format::load(&shard.store, &event_id, Some(viewer), now) else {
+            continue;
+        };
+        if record.pos > lower && record.pos < before && record.pos <= upper && sync_filter.room.state.matches(&event) {
+            events.push(event);
+        }
+    }
+    Ok(events)
+}

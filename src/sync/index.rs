@@ -1,0 +1,156 @@
+//! The sync index of the users a shard owns.
+//!
+//! Room shards announce each durable event to the shards of the users it
+//! concerns. Announcements from one room shard arrive in position order, so
+//! `frontier[s]` (the highest position announced by shard `s`) means every
+//! event of shard `s` up to it that concerns a local user has arrived. A sync
+//! token is that frontier vector; see `docs/sync-tokens.md`.
+
+use std::collections::HashMap;
+
+use eltrix_shards::ShardId;
+use ruma::{OwnedRoomId, OwnedUserId};
+use tokio::sync::oneshot;
+
+use crate::store::{MembershipRecord, Map, Store, StoreError, keys};
+
+/// An event announced by the shard that owns its room.
+#[derive(Debug, Clone)]
+pub struct RoomNotification {
+    pub source: ShardId,
+    pub room_id: OwnedRoomId,
+    pub pos: u64,
+    /// Local users on the receiving shard who should see it.
+    pub users: Vec<OwnedUserId>,
+    /// A membership change carried by the event: `(user, membership)`.
+    pub membership: Option<(OwnedUserId, String)>,
+}
+
+/// One room in a user's index.
+#[derive(Debug, Clone)]
+pub struct UserRoom {
+    pub membership: String,
+    /// Position of the membership event.
+    pub membership_pos: u64,
+    /// Position of the newest event the user was told about.
+    pub last_pos: u64,
+}
+
+/// A user's rooms and waiting `/sync` requests.
+#[derive(Default)]
+pub struct UserIndex {
+    pub rooms: HashMap<OwnedRoomId, UserRoom>,
+    waiters: Vec<oneshot::Sender<()>>,
+}
+
+/// The index of every loaded local user on this shard.
+pub struct SyncIndex {
+    pub frontier: Vec<u64>,
+    users: HashMap<OwnedUserId, UserIndex>,
+}
+
+impl SyncIndex {
+    /// Creates an index whose frontier starts at `boot_pos`, above every
+    /// position persisted before this start.
+    #[must_use]
+    pub fn new(nr_shards: usize, boot_pos: u64) -> Self {
+        Self { frontier: vec![boot_pos; nr_shards], users: HashMap::new() }
+    }
+
+    /// Applies an announcement and wakes the affected users' `/sync`.
+    pub fn apply(&mut self, note: &RoomNotification) {
+        if let Some(frontier) = self.frontier.get_mut(note.source) {
+            *frontier = (*frontier).max(note.pos);
+        }
+        for user_id in &note.users {
+            let Some(user) = self.users.get_mut(user_id) else {
+                continue;
+            };
+            let entry = user.rooms.entry(note.room_id.clone()).or_insert_with(|| UserRoom {
+                membership: "leave".to_owned(),
+                membership_pos: 0,
+                last_pos: 0,
+            });
+            entry.last_pos = entry.last_pos.max(note.pos);
+            if let Some((member, membership)) = &note.membership {
+                if member == user_id {
+                    entry.membership.clone_from(membership);
+                    entry.membership_pos = note.pos;
+                }
+            }
+            for waiter in user.waiters.drain(..) {
+                let _ = waiter.send(());
+            }
+        }
+    }
+
+    /// Returns the user's index, loading it from the store on first use.
+    ///
+    /// # Errors
+    ///
+    /// Returns a storage error.
+    pub fn user(&mut self, store: &Store, user_id: &OwnedUserId) -> Result<&mut UserIndex, StoreError> {
+        if !self.users.contains_key(user_id) {
+            let loaded = load_user(store, user_id)?;
+            self.users.insert(user_id.clone(), loaded);
+        }
+        Ok(self.users.get_mut(user_id).expect("inserted above"))
+    }
+
+    /// Registers a waiter woken by the user's next announcement.
+    pub fn wait(&mut self, user_id: &OwnedUserId) -> oneshot::Receiver<()> {
+        let (sender, receiver) = oneshot::channel();
+        if let Some(user) = self.users.get_mut(user_id) {
+            user.waiters.retain(|waiter| !waiter.is_closed());
+            user.waiters.push(sender);
+        }
+        receiver
+    }
+
+    /// Removes a forgotten room from the user's index.
+    pub fn forget(&mut self, user_id: &OwnedUserId, room_id: &OwnedRoomId) {
+        if let Some(user) = self.users.get_mut(user_id) {
+            user.rooms.remove(room_id);
+        }
+    }
+
+    /// Wakes every waiting `/sync`, so they answer before shutdown.
+    pub fn wake_all(&mut self) {
+        for user in self.users.values_mut() {
+            for waiter in user.waiters.drain(..) {
+                let _ = waiter.send(());
+            }
+        }
+    }
+
+    /// Number of `/sync` requests waiting on this shard.
+    #[must_use]
+    pub fn waiter_count(&self) -> usize {
+        self.users.values().map(|user| user.waiters.len()).sum()
+    }
+}
+
+fn load_user(store: &Store, user_id: &OwnedUserId) -> Result<UserIndex, StoreError> {
+    let mut index = UserIndex::default();
+    for (key, value) in store.scan_prefix(Map::UserRooms, &keys::prefix(user_id.as_str()))? {
+        let Ok(record) = serde_json::from_slice::<MembershipRecord>(&value) else {
+            continue;
+        };
+        let Ok(room_id) = OwnedRoomId::try_from(keys::last_part(&key)) else {
+            continue;
+        };
+        let last_pos = store
+            .scan_range(
+                Map::Timeline,
+                &keys::timeline(room_id.as_str(), 0),
+                &keys::timeline(room_id.as_str(), u64::MAX),
+                true,
+                1,
+            )?
+            .first()
+            .map_or(record.pos, |(key, _)| keys::timeline_pos(key));
+        let room = UserRoom { membership: record.membership, membership_pos: record.pos, last_pos };
+        index.rooms.insert(room_id, room);
+    }
+    Ok(index)
+}

@@ -1,0 +1,9 @@
+//! Each user's sync index, kept by the user's shard, and the `/sync`
+//! endpoint that reads it.
+
+pub mod filter;
+pub mod handler;
+mod index;
+pub mod token;
+
+pub use index::{RoomNotification, SyncIndex};
