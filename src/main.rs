@@ -30,9 +30,17 @@ fn main() {
 }
 
 fn init_logging(config: &config::Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
+    use std::io::IsTerminal as _;
+
+    // The storage engine and the auth rules log routine steps at info; keep
+    // them to warnings unless the filter names them.
+    let directives = format!("fjall=warn,lsm_tree=warn,ruma_state_res=warn,{}", config.log);
+    let filter = tracing_subscriber::EnvFilter::try_new(directives)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     if config.log_json {
         builder.json().init();
     } else {

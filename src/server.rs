@@ -40,13 +40,17 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         tracing::warn!(listen = %config.listen, "registration is open on a non-loopback address");
     }
 
+    ensure_port_free(config.listen)?;
+
     let (mesh, inboxes) = Mesh::<Shard>::new(nr_shards);
     let config = Arc::new(config);
     let mut parts = Vec::new();
     let mut commit_threads = Vec::new();
+    let mut committers = Vec::new();
     for (id, inbox) in inboxes.into_iter().enumerate() {
         let (committer, thread) = Committer::start(store.clone(), id)?;
         commit_threads.push(thread);
+        committers.push(committer.clone());
         let shard = ShardParts {
             id,
             mesh: mesh.clone(),
@@ -94,6 +98,9 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         let _ = executor.join();
     }
     drop(mesh);
+    for committer in &committers {
+        committer.stop();
+    }
     for thread in commit_threads {
         let _ = thread.join();
     }
@@ -139,6 +146,20 @@ fn boot_position(store: &Store) -> Result<u64, crate::store::StoreError> {
         }
     }
     Ok(now_micros().max(highest + 1))
+}
+
+/// Fails if another process listens on `addr`. Shards bind with
+/// `SO_REUSEPORT`, which would otherwise let a second server silently share
+/// the port with a running one.
+fn ensure_port_free(addr: std::net::SocketAddr) -> std::io::Result<()> {
+    match std::net::TcpListener::bind(addr) {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => Err(std::io::Error::new(
+            error.kind(),
+            format!("{addr} is already in use; stop the other server or set --listen"),
+        )),
+        Err(error) => Err(error),
+    }
 }
 
 fn wait_for_signal() -> std::io::Result<()> {

@@ -124,7 +124,7 @@ def assert_error(resp: Any, status: int | set[int], errcode: str | set[str] | No
     """Assert a standard Matrix error response and return its body.
 
     `status` and `errcode` may be sets where the specification allows more than
-    one answer. Every error must carry string `errcode` and `error` fields.
+    one response. Every error must carry string `errcode` and `error` fields.
     """
     statuses = {status} if isinstance(status, int) else status
     assert resp.status_code in statuses, f"expected status {sorted(statuses)}: {describe(resp)}"
@@ -195,7 +195,7 @@ def send_raw(
     """Send one HTTP/1.1 request over a fresh socket and read the response.
 
     Unlike requests, this keeps reading after the server stops accepting a large
-    body, so a server that answers 413 before reading the whole body still
+    body, so a server that responds with 413 before reading the whole body still
     produces a response here.
     """
     lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}", "Connection: close"]
@@ -264,7 +264,7 @@ class Homeserver:
         """Start the process and wait until /health reports every shard serving.
 
         Picking a free port and binding it are not atomic, so a start that fails
-        before /health answers is retried on another port.
+        before /health responds is retried on another port.
         """
         if not self.binary.exists():
             raise AssertionError(

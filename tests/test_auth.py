@@ -13,6 +13,7 @@ from harness import (
 )
 
 REGISTRATION_TOKEN = "eltrix-test-token-1"
+TOKEN_VALIDITY = "/_matrix/client/v1/register/m.login.registration_token/validity"
 
 
 def stage_lists(uia_body: dict) -> list[list[str]]:
@@ -64,16 +65,16 @@ def test_register_generates_localpart(hs):
 
 
 def test_register_taken_username(hs):
-    taken = hs.register(unique("taken"))
-    resp = hs.post("register", {"username": taken.localpart, "password": "pw-other-1"})
+    existing = hs.register(unique("existing"))
+    resp = hs.post("register", {"username": existing.localpart, "password": "pw-other-1"})
     assert_error(resp, 400, "M_USER_IN_USE")
 
 
 def test_register_taken_username_after_auth(hs):
-    taken = hs.register(unique("taken"))
+    existing = hs.register(unique("existing"))
     resp = hs.post(
         "register",
-        {"username": taken.localpart, "password": "pw-other-1", "auth": {"type": "m.login.dummy"}},
+        {"username": existing.localpart, "password": "pw-other-1", "auth": {"type": "m.login.dummy"}},
     )
     assert_error(resp, 400, "M_USER_IN_USE")
 
@@ -90,8 +91,8 @@ def test_available_free_username(hs):
 
 
 def test_available_taken_username(hs):
-    taken = hs.register(unique("taken"))
-    resp = hs.get("register/available", params={"username": taken.localpart})
+    existing = hs.register(unique("existing"))
+    resp = hs.get("register/available", params={"username": existing.localpart})
     assert_error(resp, 400, "M_USER_IN_USE")
 
 
@@ -112,7 +113,7 @@ def test_registration_closed(start_server):
 
 def test_token_validity_when_closed(start_server):
     closed = start_server(registration="closed")
-    resp = closed.get("register/m.login.registration_token/validity", params={"token": "anything"})
+    resp = closed.get(TOKEN_VALIDITY, params={"token": "anything"})
     assert_error(resp, 403, "M_FORBIDDEN")
 
 
@@ -159,9 +160,10 @@ def test_dummy_rejected_when_token_required(token_hs):
 
 
 def test_token_validity(token_hs):
-    path = "register/m.login.registration_token/validity"
-    assert expect_ok(token_hs.get(path, params={"token": REGISTRATION_TOKEN})) == {"valid": True}
-    assert expect_ok(token_hs.get(path, params={"token": "not-the-token"})) == {"valid": False}
+    valid = token_hs.get(TOKEN_VALIDITY, params={"token": REGISTRATION_TOKEN})
+    assert expect_ok(valid) == {"valid": True}
+    invalid = token_hs.get(TOKEN_VALIDITY, params={"token": "not-the-token"})
+    assert expect_ok(invalid) == {"valid": False}
 
 
 def test_login_flows_include_password(hs):

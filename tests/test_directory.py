@@ -62,7 +62,9 @@ def test_delete_unknown_alias(alice):
     assert_error(alice.delete(alias_path(new_alias())), 404, "M_NOT_FOUND")
 
 
-@pytest.mark.parametrize("alias", ["no-sigil:localhost", "#no-server-part", "#:localhost"])
+@pytest.mark.parametrize(
+    "alias", ["no-sigil:localhost", "#no-server-part", "#" + "a" * 300 + ":localhost"]
+)
 def test_put_invalid_alias(alice, alias):
     room_id = alice.create_room()
     assert_error(alice.put(alias_path(alias), {"room_id": room_id}), 400)

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 import pytest
 
 from harness import (
+    WIDE_TIMELINE,
     Account,
     assert_client_event,
     assert_error,
@@ -110,7 +111,10 @@ def test_forwards_from_sync_token(history):
 
 def test_backwards_to_sync_token(history):
     last_id = history.sent[-1][1]
-    latest = history.alice.initial_sync_until(shows_event(history.room_id, last_id))["next_batch"]
+    synced = history.alice.sync_until(
+        shows_event(history.room_id, last_id), since=history.token_after_m4, filter=WIDE_TIMELINE
+    )
+    latest = synced[-1]["next_batch"]
     params = {"from": latest, "to": history.token_after_m4}
     page = history.bob.messages(history.room_id, dir="b", limit=50, **params)
     assert message_bodies(page["chunk"]) == ["m9", "m8", "m7", "m6", "m5"]

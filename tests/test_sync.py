@@ -312,7 +312,7 @@ def test_filter_upload_and_get(alice):
 
 
 def test_filter_unknown_id(alice):
-    resp = alice.get(f"user/{q(alice.user_id)}/filter/no-such-filter-42")
+    resp = alice.get(f"user/{q(alice.user_id)}/filter/987654321")
     assert_error(resp, 404, "M_NOT_FOUND")
 
 

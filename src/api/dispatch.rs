@@ -78,12 +78,17 @@ fn authenticate(shard: &Shard, http: &HttpRequest, query: &[(String, String)]) -
     let unknown = || MatrixError::unknown_token("Unknown access token").with_extra(serde_json::json!({ "soft_logout": false }));
 
     let hash = hash_token(token.trim());
-    let record = shard.store.get_json::<TokenRecord>(Map::Tokens, hash.as_bytes())?.ok_or_else(unknown)?;
-    let device = shard
-        .store
-        .get_json::<DeviceRecord>(Map::Devices, &keys::pair(&record.user_id, &record.device_id))?
-        .ok_or_else(unknown)?;
+    let Some(record) = shard.store.get_json::<TokenRecord>(Map::Tokens, hash.as_bytes())? else {
+        tracing::debug!(shard_id = shard.id, "access token not found");
+        return Err(unknown());
+    };
+    let device_key = keys::pair(&record.user_id, &record.device_id);
+    let Some(device) = shard.store.get_json::<DeviceRecord>(Map::Devices, &device_key)? else {
+        tracing::debug!(shard_id = shard.id, user_id = record.user_id, "device of access token not found");
+        return Err(unknown());
+    };
     if !hashes_equal(&device.token_hash, &hash) {
+        tracing::debug!(shard_id = shard.id, user_id = record.user_id, "access token replaced");
         return Err(unknown());
     }
     let user_id = OwnedUserId::try_from(record.user_id).map_err(|_| unknown())?;

@@ -58,10 +58,16 @@ struct Pending {
     reply: oneshot::Sender<Result<(), String>>,
 }
 
+enum Message {
+    Commit(Pending),
+    /// Ends the thread after every batch queued before it.
+    Stop,
+}
+
 /// The sending side of one shard's commit thread.
 #[derive(Clone)]
 pub struct Committer {
-    queue: mpsc::Sender<Pending>,
+    queue: mpsc::Sender<Message>,
 }
 
 impl Committer {
@@ -86,7 +92,7 @@ impl Committer {
     /// thread has stopped.
     pub async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
         let (reply, done) = oneshot::channel();
-        self.queue.send(Pending { batch, reply }).map_err(|_| StoreError::CommitterStopped)?;
+        self.queue.send(Message::Commit(Pending { batch, reply })).map_err(|_| StoreError::CommitterStopped)?;
         match done.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(message)) => {
@@ -95,17 +101,30 @@ impl Committer {
             Err(_) => Err(StoreError::CommitterStopped),
         }
     }
+
+    /// Asks the thread to exit once the batches queued so far are durable.
+    pub fn stop(&self) {
+        let _ = self.queue.send(Message::Stop);
+    }
 }
 
 /// Maximum batches folded into one sync.
 const MAX_GROUP: usize = 512;
 
-fn run(store: &Store, receiver: &mpsc::Receiver<Pending>, shard_id: usize) {
-    while let Ok(first) = receiver.recv() {
+fn run(store: &Store, receiver: &mpsc::Receiver<Message>, shard_id: usize) {
+    let mut stopping = false;
+    while !stopping {
+        let Ok(Message::Commit(first)) = receiver.recv() else {
+            break;
+        };
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match receiver.try_recv() {
-                Ok(next) => group.push(next),
+                Ok(Message::Commit(next)) => group.push(next),
+                Ok(Message::Stop) => {
+                    stopping = true;
+                    break;
+                }
                 Err(_) => break,
             }
         }

@@ -58,7 +58,9 @@ pub async fn create_room(shard: &Rc<Shard>, request: &ApiRequest) -> ApiResult<V
     let (version_id, rules) = versions::rules_for(&version)?;
     let invites = parse_invites(&body.invite)?;
     let created_ts = now_millis();
-    let create = create_draft(&sender, &version_id, body.creation_content.clone(), created_ts)?;
+    let preset = preset_of(&body);
+    let extra_creators: &[OwnedUserId] = if preset == "trusted_private_chat" { &invites } else { &[] };
+    let create = create_draft(&sender, &version_id, body.creation_content.clone(), extra_creators, created_ts)?;
 
     let room_id = if rules.authorization.room_create_event_id_as_room_id {
         let placeholder = OwnedRoomId::try_from(format!("!placeholder:{}", shard.config.server_name))
@@ -75,7 +77,7 @@ pub async fn create_room(shard: &Rc<Shard>, request: &ApiRequest) -> ApiResult<V
         None => None,
     };
     let mut drafts = vec![create];
-    drafts.extend(initial_drafts(&sender, &version_id, &body, alias.as_deref(), &invites)?);
+    drafts.extend(initial_drafts(&sender, &version_id, &body, &preset, alias.as_deref(), &invites)?);
 
     let owner = shard.owner(room_id.as_str());
     let target = room_id.clone();
@@ -107,16 +109,40 @@ fn parse_invites(invites: &[String]) -> ApiResult<Vec<OwnedUserId>> {
         .collect()
 }
 
+fn preset_of(body: &CreateRoomBody) -> String {
+    match body.preset.as_deref() {
+        Some(preset) => preset.to_owned(),
+        None if body.visibility.as_deref() == Some("public") => "public_chat".to_owned(),
+        None => "private_chat".to_owned(),
+    }
+}
+
+/// The create event. In room versions with additional creators, the
+/// invitees of a `trusted_private_chat` join `additional_creators`.
 fn create_draft(
     sender: &OwnedUserId,
     version: &RoomVersionId,
     creation_content: Option<JsonMap<String, Value>>,
+    extra_creators: &[OwnedUserId],
     created_ts: u64,
 ) -> ApiResult<EventDraft> {
     let mut content = creation_content.unwrap_or_default();
     let rules = version.rules().ok_or_else(|| MatrixError::unsupported_room_version("Unknown room version"))?;
     if !rules.authorization.use_room_create_sender {
         content.insert("creator".to_owned(), json!(sender));
+    }
+    if rules.authorization.additional_room_creators && !extra_creators.is_empty() {
+        let mut creators: Vec<Value> = match content.get("additional_creators") {
+            Some(Value::Array(list)) => list.clone(),
+            _ => Vec::new(),
+        };
+        for user in extra_creators {
+            let user = json!(user);
+            if !creators.contains(&user) {
+                creators.push(user);
+            }
+        }
+        content.insert("additional_creators".to_owned(), Value::Array(creators));
     }
     content.insert("room_version".to_owned(), json!(version.as_str()));
     let mut draft = EventDraft::state(sender, "m.room.create", "", Value::Object(content));
@@ -129,22 +155,18 @@ fn initial_drafts(
     sender: &OwnedUserId,
     version: &RoomVersionId,
     body: &CreateRoomBody,
+    preset: &str,
     alias: Option<&str>,
     invites: &[OwnedUserId],
 ) -> ApiResult<Vec<EventDraft>> {
-    let preset = match body.preset.as_deref() {
-        Some(preset) => preset.to_owned(),
-        None if body.visibility.as_deref() == Some("public") => "public_chat".to_owned(),
-        None => "private_chat".to_owned(),
-    };
-    let (join_rule, guest_access) = match preset.as_str() {
+    let (join_rule, guest_access) = match preset {
         "public_chat" => ("public", "forbidden"),
         "private_chat" | "trusted_private_chat" => ("invite", "can_join"),
         other => return Err(MatrixError::invalid_param(format!("Unknown preset {other:?}"))),
     };
 
     let mut drafts = vec![EventDraft::state(sender, "m.room.member", sender.as_str(), json!({ "membership": "join" }))];
-    drafts.push(EventDraft::state(sender, "m.room.power_levels", "", power_levels(sender, version, body, &preset, invites)));
+    drafts.push(EventDraft::state(sender, "m.room.power_levels", "", power_levels(sender, version, body, preset, invites)));
     if let Some(alias) = alias {
         drafts.push(EventDraft::state(sender, "m.room.canonical_alias", "", json!({ "alias": alias })));
     }
@@ -182,7 +204,7 @@ fn power_levels(
     if !privileged_creators {
         users.insert(sender.to_string(), json!(100));
     }
-    if preset == "trusted_private_chat" {
+    if preset == "trusted_private_chat" && !privileged_creators {
         for invitee in invites {
             users.insert(invitee.to_string(), json!(100));
         }
@@ -196,7 +218,9 @@ fn power_levels(
             "m.room.history_visibility": 100,
             "m.room.canonical_alias": 50,
             "m.room.avatar": 50,
-            "m.room.tombstone": 100,
+            // Room version 12 requires the tombstone level to be above
+            // `state_default`, so that only creators can upgrade.
+            "m.room.tombstone": if privileged_creators { 150 } else { 100 },
             "m.room.server_acl": 100,
             "m.room.encryption": 100,
         },
