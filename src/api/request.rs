@@ -24,7 +24,7 @@ pub struct ApiRequest {
 }
 
 impl ApiRequest {
-    /// Parses the body as JSON into `T`; an empty body counts as `{}`.
+    /// Parses the body as JSON into `T`.
     ///
     /// # Errors
     ///
@@ -47,10 +47,19 @@ impl ApiRequest {
         }
     }
 
-    fn body_value(&self) -> ApiResult<Value> {
+    /// Parses an optional body: an empty one gives `T::default()`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::body`] for a body that is present.
+    pub fn body_or_default<T: DeserializeOwned + Default>(&self) -> ApiResult<T> {
         if self.body.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Value::Object(serde_json::Map::new()));
+            return Ok(T::default());
         }
+        self.body()
+    }
+
+    fn body_value(&self) -> ApiResult<Value> {
         serde_json::from_slice(&self.body)
             .map_err(|error| MatrixError::not_json(format!("Request body is not valid JSON: {error}")))
     }

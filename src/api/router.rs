@@ -59,6 +59,7 @@ pub enum RoomAction {
     Redact(String, String),
     Event(String),
     Messages,
+    Aliases,
 }
 
 impl Route {
@@ -175,6 +176,7 @@ fn room_route(method: &str, parts: &[&str]) -> (Option<RoomAction>, &'static [&'
         ["redact", event, txn] => (Some(RoomAction::Redact(owned(event), owned(txn))), &["PUT"]),
         ["event", event] => (Some(RoomAction::Event(owned(event))), &["GET"]),
         ["messages"] => (Some(RoomAction::Messages), &["GET"]),
+        ["aliases"] => (Some(RoomAction::Aliases), &["GET"]),
         _ => (None, &[]),
     }
 }

@@ -18,6 +18,9 @@ use crate::{
     sync::RoomNotification,
 };
 
+/// Longest event type and state key, in bytes, per the PDU size limits.
+const MAX_ID_BYTES: usize = 255;
+
 /// Builds, checks and persists `drafts` as the next events of `room`.
 ///
 /// Nothing is applied unless every draft passes: a rejected draft returns
@@ -80,6 +83,9 @@ fn build_one(shard: &Shard, room: &Room, draft: &EventDraft) -> ApiResult<Arc<Pd
     if draft.state_key.as_deref().is_some_and(|key| key.contains('\0')) || draft.kind.contains('\0') {
         return Err(MatrixError::invalid_param("Event type and state key must not contain NUL"));
     }
+    if draft.kind.len() > MAX_ID_BYTES || draft.state_key.as_ref().is_some_and(|key| key.len() > MAX_ID_BYTES) {
+        return Err(MatrixError::invalid_param("Event type and state key are limited to 255 bytes"));
+    }
     let pos = shard.next_pos();
     let pdu = builder::build(room, draft, &shard.config.server_name, &shard.key, pos, now_millis())?;
     auth::check(room, &pdu).map_err(|reason| MatrixError::forbidden(format!("Event rejected: {reason}")))?;
@@ -137,13 +143,15 @@ fn stage(shard: &Shard, room: &Room, pdu: &Pdu, draft: &EventDraft, batch: &mut 
         pos: pdu.pos,
         room_version: Some(room.version.to_string()),
         redacted_by: None,
-        txn: draft.txn.clone(),
+        txn: draft.txn.as_ref().map(|txn| (txn.device_id.clone(), txn.txn_id.clone())),
     };
     batch.put_json(Map::Events, event_id.as_bytes().to_vec(), &record);
     batch.put(Map::Timeline, keys::timeline(room_id, pdu.pos), event_id.as_bytes().to_vec());
 
     if let Some(state_key) = &pdu.state_key {
-        batch.put(Map::RoomState, keys::state(room_id, pdu.kind.to_string().as_str(), state_key), event_id.as_bytes().to_vec());
+        let kind = pdu.kind.to_string();
+        batch.put(Map::RoomState, keys::state(room_id, &kind, state_key), event_id.as_bytes().to_vec());
+        batch.put(Map::StateHistory, keys::state_history(room_id, &kind, state_key, pdu.pos), event_id.as_bytes().to_vec());
     }
     if let (TimelineEventType::RoomMember, Some(user), Some(membership)) = (&pdu.kind, &pdu.state_key, pdu.membership()) {
         if user.ends_with(&format!(":{}", shard.config.server_name)) {
@@ -151,9 +159,8 @@ fn stage(shard: &Shard, room: &Room, pdu: &Pdu, draft: &EventDraft, batch: &mut 
             batch.put_json(Map::UserRooms, keys::pair(user, room_id), &record);
         }
     }
-    if let Some((device_id, txn_id)) = &draft.txn {
-        let key = keys::join(&[draft.sender.as_str().as_bytes(), device_id.as_bytes(), txn_id.as_bytes()]);
-        batch.put(Map::Txns, key, event_id.as_bytes().to_vec());
+    if let Some(txn) = &draft.txn {
+        batch.put(Map::Txns, txn.key.clone(), event_id.as_bytes().to_vec());
     }
     if let Some(target) = &pdu.redacts {
         stage_redaction(shard, room_id, target.as_str(), event_id, batch)?;

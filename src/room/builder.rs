@@ -24,11 +24,31 @@ pub struct EventDraft {
     pub state_key: Option<String>,
     pub content: serde_json::Value,
     pub redacts: Option<OwnedEventId>,
-    /// `(device_id, txn_id)` of the client request, if any.
-    pub txn: Option<(String, String)>,
+    /// The client transaction that sent the event, if any.
+    pub txn: Option<Txn>,
     /// Fixed `origin_server_ts`, so that a create event built twice has the
     /// same reference hash (a v12 room ID is derived from it).
     pub origin_server_ts: Option<u64>,
+}
+
+/// A client transaction: its device, its ID, and the `userid_deviceid_txnid_eventid`
+/// key, which also names the endpoint and room so that the same ID used in
+/// another room is another transaction.
+#[derive(Debug, Clone)]
+pub struct Txn {
+    pub device_id: String,
+    pub txn_id: String,
+    pub key: Vec<u8>,
+}
+
+impl Txn {
+    /// The transaction `txn_id` of `user_id`'s `device_id` on the endpoint
+    /// `scope` (for example `"!room:x/send/m.room.message"`).
+    #[must_use]
+    pub fn new(user_id: &str, device_id: &str, scope: &str, txn_id: &str) -> Self {
+        let key = crate::store::keys::join(&[user_id.as_bytes(), device_id.as_bytes(), scope.as_bytes(), txn_id.as_bytes()]);
+        Self { device_id: device_id.to_owned(), txn_id: txn_id.to_owned(), key }
+    }
 }
 
 impl EventDraft {

@@ -6,11 +6,12 @@ pub mod append;
 mod auth;
 pub mod builder;
 pub mod client_format;
+pub mod history;
 pub mod keys;
 pub mod pdu;
 pub mod state;
 pub mod versions;
 
-pub use builder::EventDraft;
+pub use builder::{EventDraft, Txn};
 pub use pdu::Pdu;
 pub use state::Room;

@@ -18,8 +18,8 @@ use crate::store::{EventRecord, Map, RoomRecord, Store, StoreError, keys};
 /// `(event type, state key)`.
 pub type StateKey = (String, String);
 
-/// A transaction ID scoped to its user and device.
-pub type TxnKey = (String, String, String);
+/// The store key of a client transaction (see [`super::Txn`]).
+pub type TxnKey = Vec<u8>;
 
 /// An in-memory room.
 pub struct Room {

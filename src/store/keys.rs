@@ -47,6 +47,31 @@ pub fn state(room_id: &str, event_type: &str, state_key: &str) -> Vec<u8> {
     join(&[room_id.as_bytes(), event_type.as_bytes(), state_key.as_bytes()])
 }
 
+/// `room_id 0x00 event_type 0x00 state_key 0x00 pos` in
+/// `roomid_type_statekey_pos_eventid`: every state event ever applied.
+#[must_use]
+pub fn state_history(room_id: &str, event_type: &str, state_key: &str, pos: u64) -> Vec<u8> {
+    let mut key = state(room_id, event_type, state_key);
+    key.push(0);
+    key.extend_from_slice(&pos.to_be_bytes());
+    key
+}
+
+/// Splits a `roomid_type_statekey_pos_eventid` key into type, state key and
+/// position.
+#[must_use]
+pub fn split_state_history(key: &[u8]) -> Option<(String, String, u64)> {
+    if key.len() < 9 {
+        return None;
+    }
+    let (head, pos) = key.split_at(key.len() - 9);
+    let pos = timeline_pos(pos);
+    let mut parts = head.splitn(3, |b| *b == 0).skip(1);
+    let kind = String::from_utf8_lossy(parts.next()?).into_owned();
+    let state_key = String::from_utf8_lossy(parts.next()?).into_owned();
+    Some((kind, state_key, pos))
+}
+
 /// `user_id 0x00 second` for the maps keyed by user and one more ID.
 #[must_use]
 pub fn pair(first: &str, second: &str) -> Vec<u8> {
@@ -77,6 +102,14 @@ mod tests {
         let key = pair("@ab:x", "!r");
         assert!(!key.starts_with(&prefix("@a")));
         assert!(key.starts_with(&prefix("@ab:x")));
+    }
+
+    #[test]
+    fn state_history_key_round_trips() {
+        let key = state_history("!r:x", "m.room.member", "@u:x", 77);
+        assert_eq!(split_state_history(&key), Some(("m.room.member".into(), "@u:x".into(), 77)));
+        let empty = state_history("!r:x", "m.room.name", "", 1);
+        assert_eq!(split_state_history(&empty), Some(("m.room.name".into(), String::new(), 1)));
     }
 
     #[test]

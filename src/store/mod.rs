@@ -36,21 +36,25 @@ pub enum Map {
     Events,
     Timeline,
     RoomState,
+    StateHistory,
     Rooms,
     UserRooms,
     Txns,
     Filters,
     Aliases,
+    RoomAliases,
     Meta,
 }
 
-const MAPS: [(Map, &str); 12] = [
+const MAPS: [(Map, &str); 14] = [
     (Map::Users, "userid_user"),
     (Map::Tokens, "tokenhash_device"),
     (Map::Devices, "userid_deviceid_device"),
     (Map::Events, "eventid_event"),
     (Map::Timeline, "roomid_pos_eventid"),
     (Map::RoomState, "roomid_type_statekey_eventid"),
+    (Map::StateHistory, "roomid_type_statekey_pos_eventid"),
+    (Map::RoomAliases, "roomid_alias"),
     (Map::Rooms, "roomid_room"),
     (Map::UserRooms, "userid_roomid_membership"),
     (Map::Txns, "userid_deviceid_txnid_eventid"),

@@ -19,6 +19,10 @@ pub struct EventFilter {
     pub rooms: Option<Vec<String>>,
     #[serde(default)]
     pub not_rooms: Vec<String>,
+    pub contains_url: Option<bool>,
+    pub lazy_load_members: Option<bool>,
+    pub include_redundant_members: Option<bool>,
+    pub unread_thread_notifications: Option<bool>,
 }
 
 impl EventFilter {
@@ -42,11 +46,30 @@ impl EventFilter {
     }
 }
 
-/// The parts of a sync `Filter` that are applied.
+/// A sync `Filter`. Every field is type-checked; `room` and
+/// `event_format` are applied.
+// NOTE: `event_fields`, `presence` and `account_data` are accepted but not
+// applied, because sync returns no presence or account data yet.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SyncFilter {
     #[serde(default)]
     pub room: RoomFilter,
+    pub event_fields: Option<Vec<String>>,
+    pub event_format: Option<EventFormat>,
+    #[serde(default)]
+    pub presence: EventFilter,
+    #[serde(default)]
+    pub account_data: EventFilter,
+}
+
+/// `event_format` of a filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventFormat {
+    /// The client-server event format.
+    Client,
+    /// The PDU as signed, with hashes and signatures.
+    Federation,
 }
 
 /// The `room` section of a sync filter.
@@ -56,6 +79,10 @@ pub struct RoomFilter {
     pub timeline: EventFilter,
     #[serde(default)]
     pub state: EventFilter,
+    #[serde(default)]
+    pub ephemeral: EventFilter,
+    #[serde(default)]
+    pub account_data: EventFilter,
     pub rooms: Option<Vec<String>>,
     #[serde(default)]
     pub not_rooms: Vec<String>,

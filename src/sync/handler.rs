@@ -11,7 +11,7 @@ use ruma::OwnedRoomId;
 use serde_json::{Map as JsonMap, Value, json};
 
 use super::{
-    filter::{self, RoomFilter, SyncFilter},
+    filter::{self, EventFormat, RoomFilter, SyncFilter},
     index::UserRoom,
     token,
 };
@@ -21,7 +21,10 @@ use crate::{
         error::{ApiResult, MatrixError},
         request::{ApiRequest, Auth},
     },
-    room::client_format::{self, Viewer},
+    room::{
+        client_format::{self, Viewer},
+        history::Visibility,
+    },
     shard::{Shard, now_millis},
     store::{EventRecord, Map, keys},
 };
@@ -57,7 +60,8 @@ pub async fn sync(shard: &Shard, request: &ApiRequest) -> ApiResult<Value> {
     let mut waited = false;
     loop {
         let upto = shard.sync.borrow().frontier.clone();
-        let changed = changed_rooms(shard, auth, since.as_deref(), &upto, &sync_filter.room)?;
+        let compare_from = if full_state { None } else { since.as_deref() };
+        let changed = changed_rooms(shard, auth, compare_from, &upto, &sync_filter.room)?;
         let nothing_new = changed.is_empty() && since.is_some() && !full_state;
         if nothing_new && !waited && !timeout.is_zero() {
             let woken = shard.sync.borrow_mut().wait(&auth.user_id);
@@ -128,7 +132,8 @@ fn build_response(
         let owner = shard.owner(room_id.as_str());
         let lower = since.and_then(|since| since.get(owner).copied()).unwrap_or(0);
         let upper = upto.get(owner).copied().unwrap_or(0).max(lower);
-        let section = RoomSection { room_id, lower, upper, initial: since.is_none(), full_state };
+        let visibility = Visibility::load(&shard.store, room_id.as_str(), auth.user_id.as_str())?;
+        let section = RoomSection { room_id, visibility, lower, upper, initial: since.is_none(), full_state };
         match room.membership.as_str() {
             "join" => {
                 let value = joined_room(shard, viewer, &section, room, sync_filter)?;
@@ -156,8 +161,21 @@ fn build_response(
     }))
 }
 
+fn kind_of(event: &Value) -> &str {
+    event.get("type").and_then(Value::as_str).unwrap_or_default()
+}
+
+/// The event in the filter's `event_format`.
+fn render(sync_filter: &SyncFilter, event: Value, record: EventRecord) -> Value {
+    match sync_filter.event_format {
+        Some(EventFormat::Federation) => record.pdu,
+        _ => event,
+    }
+}
+
 struct RoomSection<'a> {
     room_id: &'a OwnedRoomId,
+    visibility: Visibility,
     /// Exclusive lower position.
     lower: u64,
     /// Inclusive upper position.
@@ -259,12 +277,13 @@ fn read_timeline(shard: &Shard, viewer: Viewer<'_>, section: &RoomSection<'_>, s
         let pos = keys::timeline_pos(&key);
         first_pos = first_pos.min(pos);
         let event_id = String::from_utf8_lossy(&event_id);
-        let Some((event, _)) = client_format::load(&shard.store, &event_id, Some(viewer), now) else {
+        let Some((event, record)) = client_format::load(&shard.store, &event_id, Some(viewer), now) else {
             continue;
         };
-        if !timeline_filter.matches(&event) {
+        if !timeline_filter.matches(&event) || !section.visibility.can_see(pos, kind_of(&event), event.get("state_key").and_then(Value::as_str)) {
             continue;
         }
+        let event = render(sync_filter, event, record);
         if let (Some(kind), Some(state_key)) = (event.get("type").and_then(Value::as_str), event.get("state_key").and_then(Value::as_str)) {
             state_keys.push((kind.to_owned(), state_key.to_owned()));
         }
@@ -300,7 +319,7 @@ fn state_events(
             continue;
         };
         if record.pos > lower && record.pos < before && record.pos <= upper && sync_filter.room.state.matches(&event) {
-            events.push(event);
+            events.push(render(sync_filter, event, record));
         }
     }
     Ok(events)

@@ -94,7 +94,7 @@ pub async fn create_room(shard: &Rc<Shard>, request: &ApiRequest) -> ApiResult<V
 
     if let Err(error) = created {
         if let Some(alias) = alias {
-            directory::release(shard, &alias).await;
+            directory::release(shard, &alias, &room_id).await;
         }
         return Err(error);
     }
@@ -105,7 +105,7 @@ pub async fn create_room(shard: &Rc<Shard>, request: &ApiRequest) -> ApiResult<V
 fn parse_invites(invites: &[String]) -> ApiResult<Vec<OwnedUserId>> {
     invites
         .iter()
-        .map(|id| OwnedUserId::try_from(id.as_str()).map_err(|_| MatrixError::invalid_param(format!("Invalid user ID {id:?} in invite"))))
+        .map(|id| super::membership::parse_user_id(id))
         .collect()
 }
 
@@ -165,7 +165,7 @@ fn initial_drafts(
         other => return Err(MatrixError::invalid_param(format!("Unknown preset {other:?}"))),
     };
 
-    let mut drafts = vec![EventDraft::state(sender, "m.room.member", sender.as_str(), json!({ "membership": "join" }))];
+    let mut drafts = vec![super::membership::member_draft(sender, sender, "join", None)];
     drafts.push(EventDraft::state(sender, "m.room.power_levels", "", power_levels(sender, version, body, preset, invites)));
     if let Some(alias) = alias {
         drafts.push(EventDraft::state(sender, "m.room.canonical_alias", "", json!({ "alias": alias })));

@@ -13,7 +13,7 @@ use crate::{
         request::ApiRequest,
     },
     shard::Shard,
-    store::{Map, WriteBatch},
+    store::{Map, WriteBatch, keys},
 };
 
 /// `alias_roomid`: the room an alias points to and who created it.
@@ -29,7 +29,11 @@ struct PutAliasBody {
 }
 
 fn parse_alias(shard: &Shard, alias: &str, must_be_local: bool) -> ApiResult<OwnedRoomAliasId> {
-    let parsed = OwnedRoomAliasId::try_from(alias).map_err(|_| MatrixError::invalid_param(format!("Invalid room alias {alias:?}")))?;
+    let invalid = || MatrixError::invalid_param(format!("Invalid room alias {alias:?}"));
+    let parsed = OwnedRoomAliasId::try_from(alias).map_err(|_| invalid())?;
+    if parsed.alias().is_empty() || alias.len() > 255 || alias.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(invalid());
+    }
     if must_be_local && parsed.server_name() != shard.config.server_name.as_str() {
         return Err(MatrixError::invalid_param("Room alias must be on this server"));
     }
@@ -80,6 +84,7 @@ async fn store_alias(shard: &Shard, alias: &OwnedRoomAliasId, room_id: &OwnedRoo
     let mut batch = WriteBatch::default();
     let record = AliasRecord { room_id: room_id.to_string(), creator: creator.to_owned() };
     batch.put_json(Map::Aliases, alias.as_bytes().to_vec(), &record);
+    batch.put(Map::RoomAliases, keys::pair(room_id.as_str(), alias.as_str()), Vec::new());
     shard.committer.commit(batch).await?;
     Ok(())
 }
@@ -99,6 +104,7 @@ pub async fn delete(shard: &Rc<Shard>, request: &ApiRequest, alias: &str) -> Api
     }
     let mut batch = WriteBatch::default();
     batch.delete(Map::Aliases, alias.as_bytes().to_vec());
+    batch.delete(Map::RoomAliases, keys::pair(&record.room_id, alias.as_str()));
     shard.committer.commit(batch).await?;
     Ok(json!({}))
 }
@@ -147,11 +153,12 @@ pub async fn claim_for_new_room(shard: &Rc<Shard>, name: &str, room_id: &OwnedRo
 }
 
 /// Releases an alias claimed for a room whose creation failed.
-pub async fn release(shard: &Rc<Shard>, alias: &str) {
-    let alias = alias.to_owned();
+pub async fn release(shard: &Rc<Shard>, alias: &str, room_id: &OwnedRoomId) {
+    let (alias, room_id) = (alias.to_owned(), room_id.to_string());
     let result = shard
         .on_shard(shard.owner(&alias), move |shard| async move {
             let mut batch = WriteBatch::default();
+            batch.delete(Map::RoomAliases, keys::pair(&room_id, &alias));
             batch.delete(Map::Aliases, alias.into_bytes());
             shard.committer.commit(batch).await
         })
@@ -159,4 +166,28 @@ pub async fn release(shard: &Rc<Shard>, alias: &str) {
     if !matches!(result, Ok(Ok(()))) {
         tracing::error!("failed to release the alias of a room that was not created");
     }
+}
+
+/// `GET /_matrix/client/v3/rooms/{roomId}/aliases`, on the room's shard:
+/// for joined members, or anyone if the room is world readable.
+pub fn room_aliases(shard: &Shard, request: &ApiRequest, room_id: &OwnedRoomId) -> ApiResult<Value> {
+    let auth = request.auth()?;
+    let room = shard.room(room_id).map_err(|_| MatrixError::forbidden("You are not in this room"))?;
+    let readable = {
+        let room = room.borrow();
+        let world_readable = room
+            .state_event("m.room.history_visibility", "")
+            .is_some_and(|event| event.content_value().get("history_visibility") == Some(&json!("world_readable")));
+        world_readable || room.membership(auth.user_id.as_str()) == "join"
+    };
+    if !readable {
+        return Err(MatrixError::forbidden("You are not in this room"));
+    }
+    let aliases: Vec<String> = shard
+        .store
+        .scan_prefix(Map::RoomAliases, &keys::prefix(room_id.as_str()))?
+        .iter()
+        .map(|(key, _)| keys::last_part(key))
+        .collect();
+    Ok(json!({ "aliases": aliases }))
 }

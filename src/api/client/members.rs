@@ -4,7 +4,7 @@
 use ruma::OwnedRoomId;
 use serde_json::{Map as JsonMap, Value, json};
 
-use super::messages::{history_limit, viewer};
+use super::messages::{state_event_ids, state_view, viewer};
 use crate::{
     api::{
         error::{ApiResult, MatrixError},
@@ -37,27 +37,36 @@ pub fn joined_members(shard: &Shard, request: &ApiRequest, room_id: &OwnedRoomId
 }
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/members`, with the `membership`
-/// and `not_membership` filters.
-// NOTE: `at` is ignored; the current member list is returned.
+/// and `not_membership` filters. A user who left gets the members at the
+/// time they left.
+// NOTE: `at` is ignored; joined users get the current member list.
 pub fn members(shard: &Shard, request: &ApiRequest, room_id: &OwnedRoomId) -> ApiResult<Value> {
+    const MEMBERSHIPS: [&str; 5] = ["join", "invite", "knock", "leave", "ban"];
     let auth = request.auth()?;
-    let room = shard.room(room_id).map_err(|_| MatrixError::forbidden("You are not in this room"))?;
-    let room = room.borrow();
-    history_limit(&room, auth.user_id.as_str())?;
     let only = request.query("membership");
     let except = request.query("not_membership");
+    for value in [only, except].into_iter().flatten() {
+        if !MEMBERSHIPS.contains(&value) {
+            return Err(MatrixError::invalid_param(format!("Unknown membership {value:?}")));
+        }
+    }
+    let room = shard.room(room_id).map_err(|_| MatrixError::forbidden("You are not in this room"))?;
+    let room = room.borrow();
+    let view = state_view(shard, &room, auth.user_id.as_str())?;
     let now = now_millis();
-    let chunk: Vec<Value> = room
-        .state
-        .iter()
-        .filter(|((kind, _), _)| kind == "m.room.member")
-        .filter(|(_, pdu)| {
-            let membership = pdu.membership();
-            only.is_none_or(|only| membership.as_deref() == Some(only))
-                && except.is_none_or(|except| membership.as_deref() != Some(except))
-        })
-        .filter_map(|(_, pdu)| client_format::load(&shard.store, pdu.event_id.as_str(), Some(viewer(auth)), now))
-        .map(|(event, _)| event)
-        .collect();
+    let mut chunk = Vec::new();
+    for ((kind, _), event_id) in state_event_ids(shard, &room, view)? {
+        if kind != "m.room.member" {
+            continue;
+        }
+        let Some((event, _)) = client_format::load(&shard.store, &event_id, Some(viewer(auth)), now) else {
+            continue;
+        };
+        let membership = event.pointer("/content/membership").and_then(Value::as_str);
+        if only.is_some_and(|only| membership != Some(only)) || except.is_some_and(|except| membership == Some(except)) {
+            continue;
+        }
+        chunk.push(event);
+    }
     Ok(json!({ "chunk": chunk }))
 }

@@ -25,7 +25,7 @@ struct TargetBody {
     reason: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 struct ReasonBody {
     reason: Option<String>,
 }
@@ -36,7 +36,29 @@ struct ReasonBody {
 ///
 /// `M_INVALID_PARAM` if it is not a valid room ID.
 pub fn parse_room_id(room_id: &str) -> ApiResult<OwnedRoomId> {
-    OwnedRoomId::try_from(room_id).map_err(|_| MatrixError::invalid_param(format!("Invalid room ID {room_id:?}")))
+    let invalid = || MatrixError::invalid_param(format!("Invalid room ID {room_id:?}"));
+    if room_id.len() < 2 || room_id.len() > 255 || room_id.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(invalid());
+    }
+    OwnedRoomId::try_from(room_id).map_err(|_| invalid())
+}
+
+/// Parses a user ID from a request, accepting only the historical grammar:
+/// a localpart of printable ASCII other than `:`, then a server name.
+///
+/// # Errors
+///
+/// `M_INVALID_PARAM` for anything else.
+pub fn parse_user_id(user_id: &str) -> ApiResult<OwnedUserId> {
+    let invalid = || MatrixError::invalid_param(format!("Invalid user ID {user_id:?}"));
+    let localpart = user_id.strip_prefix('@').and_then(|rest| rest.split_once(':')).map(|(local, _)| local);
+    let printable = |c: char| ('\u{21}'..='\u{7e}').contains(&c) && c != ':';
+    match localpart {
+        Some(local) if !local.is_empty() && local.chars().all(printable) && user_id.len() <= 255 => {
+            OwnedUserId::try_from(user_id).map_err(|_| invalid())
+        }
+        _ => Err(invalid()),
+    }
 }
 
 /// `POST /_matrix/client/v3/join/{roomIdOrAlias}`: resolves an alias here,
@@ -48,7 +70,7 @@ pub async fn join_by_id_or_alias(shard: &Rc<Shard>, request: &ApiRequest, target
         parse_room_id(target)?
     };
     let sender = request.auth()?.user_id.clone();
-    let reason = request.body::<ReasonBody>()?.reason;
+    let reason = request.body_or_default::<ReasonBody>()?.reason;
     shard
         .on_shard(shard.owner(room_id.as_str()), move |shard| async move { join_as(&shard, &room_id, sender, reason).await })
         .await?
@@ -56,7 +78,7 @@ pub async fn join_by_id_or_alias(shard: &Rc<Shard>, request: &ApiRequest, target
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/join`.
 pub async fn join(shard: &Rc<Shard>, request: &ApiRequest, room_id: &OwnedRoomId) -> ApiResult<Value> {
-    let reason = request.body::<ReasonBody>()?.reason;
+    let reason = request.body_or_default::<ReasonBody>()?.reason;
     join_as(shard, room_id, request.auth()?.user_id.clone(), reason).await
 }
 
@@ -74,7 +96,7 @@ pub async fn invite(shard: &Rc<Shard>, request: &ApiRequest, room_id: &OwnedRoom
 /// `POST /_matrix/client/v3/rooms/{roomId}/leave`.
 pub async fn leave(shard: &Rc<Shard>, request: &ApiRequest, room_id: &OwnedRoomId) -> ApiResult<Value> {
     let sender = request.auth()?.user_id.clone();
-    let reason = request.body::<ReasonBody>()?.reason;
+    let reason = request.body_or_default::<ReasonBody>()?.reason;
     let room = shard.room(room_id).map_err(|_| MatrixError::forbidden("You are not in this room"))?;
     append(shard, &room, vec![member_draft(&sender, &sender, "leave", reason)]).await?;
     Ok(json!({}))
@@ -85,8 +107,7 @@ pub async fn leave(shard: &Rc<Shard>, request: &ApiRequest, room_id: &OwnedRoomI
 pub async fn change(shard: &Rc<Shard>, request: &ApiRequest, room_id: &OwnedRoomId, membership: &str) -> ApiResult<Value> {
     let sender = request.auth()?.user_id.clone();
     let body: TargetBody = request.body()?;
-    let target = OwnedUserId::try_from(body.user_id.as_str())
-        .map_err(|_| MatrixError::invalid_param(format!("Invalid user ID {:?}", body.user_id)))?;
+    let target = parse_user_id(&body.user_id)?;
     let room = shard.room(room_id)?;
     let is_unban = matches!(request.route, crate::api::router::Route::Room(_, crate::api::router::RoomAction::Unban));
     if is_unban && room.borrow().membership(target.as_str()) != "ban" {
@@ -96,8 +117,13 @@ pub async fn change(shard: &Rc<Shard>, request: &ApiRequest, room_id: &OwnedRoom
     Ok(json!({}))
 }
 
-fn member_draft(sender: &OwnedUserId, target: &OwnedUserId, membership: &str, reason: Option<String>) -> EventDraft {
+/// A membership event. Joins carry the display name, which is the user's
+/// localpart while profiles cannot be edited.
+pub fn member_draft(sender: &OwnedUserId, target: &OwnedUserId, membership: &str, reason: Option<String>) -> EventDraft {
     let mut content = json!({ "membership": membership });
+    if membership == "join" {
+        content["displayname"] = json!(target.localpart());
+    }
     if let Some(reason) = reason {
         content["reason"] = json!(reason);
     }
@@ -112,8 +138,10 @@ pub async fn forget(shard: &Shard, request: &ApiRequest, room_id: &OwnedRoomId) 
         let user = index.user(&shard.store, &user_id)?;
         user.rooms.get(room_id).map(|room| room.membership.clone())
     };
-    if matches!(membership.as_deref(), Some("join" | "invite" | "knock")) {
-        return Err(MatrixError::unknown("Leave the room before forgetting it"));
+    match membership.as_deref() {
+        None => return Err(MatrixError::not_found("You have no membership in this room")),
+        Some("join" | "invite" | "knock") => return Err(MatrixError::unknown("Leave the room before forgetting it")),
+        Some(_) => {}
     }
     let mut batch = WriteBatch::default();
     batch.delete(Map::UserRooms, keys::pair(user_id.as_str(), room_id.as_str()));

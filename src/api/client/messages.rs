@@ -1,9 +1,10 @@
 //! `GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}` and
 //! `GET /_matrix/client/v3/rooms/{roomId}/messages`.
 //!
-//! A member sees the whole timeline (`shared` history visibility); a user
-//! who left or was banned sees it up to that membership change.
-// NOTE: other `m.room.history_visibility` values are not applied yet.
+//! Events are filtered by the spec's history visibility rules, applied to
+//! the room's state at each event.
+
+use std::collections::BTreeMap;
 
 use ruma::OwnedRoomId;
 use serde_json::{Value, json};
@@ -16,6 +17,7 @@ use crate::{
     room::{
         Room,
         client_format::{self, Viewer},
+        history::{self, Visibility},
     },
     shard::{Shard, now_millis},
     store::{Map, keys},
@@ -34,29 +36,79 @@ pub fn viewer(auth: &Auth) -> Viewer<'_> {
     Viewer { user_id: auth.user_id.as_str(), device_id: &auth.device_id }
 }
 
-/// The newest position `user_id` may read in `room`.
+/// Which state of a room a user may read.
+#[derive(Debug, Clone, Copy)]
+pub enum StateView {
+    /// A joined member reads the current state.
+    Current,
+    /// A user who left or was banned reads the state when that happened.
+    At(u64),
+}
+
+/// Decides which state `user_id` may read.
 ///
 /// # Errors
 ///
-/// `M_FORBIDDEN` if the user is not and was never a member.
-pub fn history_limit(room: &Room, user_id: &str) -> ApiResult<u64> {
+/// `M_FORBIDDEN` unless the user is joined or left the room after being in
+/// it.
+pub fn state_view(shard: &Shard, room: &Room, user_id: &str) -> ApiResult<StateView> {
     let forbidden = || MatrixError::forbidden("You are not in this room");
     let member = room.state_event("m.room.member", user_id).ok_or_else(forbidden)?;
     match member.membership().as_deref() {
-        Some("join") => Ok(u64::MAX),
-        Some("leave" | "ban") => Ok(member.pos),
+        Some("join") => Ok(StateView::Current),
+        Some("leave" | "ban") if !forgot(shard, &room.room_id, user_id)? => Ok(StateView::At(member.pos)),
         _ => Err(forbidden()),
     }
+}
+
+/// The state event IDs visible through `view`, by `(type, state key)`.
+///
+/// # Errors
+///
+/// Returns a storage error.
+pub fn state_event_ids(shard: &Shard, room: &Room, view: StateView) -> ApiResult<BTreeMap<(String, String), String>> {
+    match view {
+        StateView::Current => Ok(room.state.iter().map(|(key, pdu)| (key.clone(), pdu.event_id.to_string())).collect()),
+        StateView::At(pos) => Ok(history::state_at(&shard.store, room.room_id.as_str(), pos)?),
+    }
+}
+
+/// Loads what `user_id` may see of the timeline of `room_id`.
+///
+/// # Errors
+///
+/// `M_FORBIDDEN` if the user was never in the room and it is not world
+/// readable.
+pub fn visibility(shard: &Shard, room_id: &OwnedRoomId, user_id: &str) -> ApiResult<Visibility> {
+    let visibility = Visibility::load(&shard.store, room_id.as_str(), user_id)?;
+    let world_readable = visibility.world_readable_at(u64::MAX);
+    if !world_readable && (!visibility.ever_member() || forgot(shard, room_id, user_id)?) {
+        return Err(MatrixError::forbidden("You are not in this room"));
+    }
+    Ok(visibility)
+}
+
+/// Whether the user forgot the room: `forget` deletes their membership
+/// record, which every later membership event writes again.
+fn forgot(shard: &Shard, room_id: &OwnedRoomId, user_id: &str) -> ApiResult<bool> {
+    let local = user_id.ends_with(&format!(":{}", shard.config.server_name));
+    Ok(local && shard.store.get(Map::UserRooms, &keys::pair(user_id, room_id.as_str()))?.is_none())
+}
+
+fn event_visible(visibility: &Visibility, pos: u64, event: &Value) -> bool {
+    let kind = event.get("type").and_then(Value::as_str).unwrap_or_default();
+    let state_key = event.get("state_key").and_then(Value::as_str);
+    visibility.can_see(pos, kind, state_key)
 }
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}`.
 pub fn event(shard: &Shard, request: &ApiRequest, room_id: &OwnedRoomId, event_id: &str) -> ApiResult<Value> {
     let auth = request.auth()?;
-    let room = shard.room(room_id).map_err(|_| MatrixError::forbidden("You are not in this room"))?;
-    let limit = history_limit(&room.borrow(), auth.user_id.as_str())?;
+    shard.room(room_id).map_err(|_| MatrixError::forbidden("You are not in this room"))?;
+    let visibility = visibility(shard, room_id, auth.user_id.as_str())?;
     let not_found = || MatrixError::not_found("Event not found");
     let (event, record) = client_format::load(&shard.store, event_id, Some(viewer(auth)), now_millis()).ok_or_else(not_found)?;
-    if record.room_id != room_id.as_str() || record.pos > limit {
+    if record.room_id != room_id.as_str() || !event_visible(&visibility, record.pos, &event) {
         return Err(not_found());
     }
     Ok(event)
@@ -65,8 +117,8 @@ pub fn event(shard: &Shard, request: &ApiRequest, room_id: &OwnedRoomId, event_i
 /// `GET /_matrix/client/v3/rooms/{roomId}/messages`.
 pub fn messages(shard: &Shard, request: &ApiRequest, room_id: &OwnedRoomId) -> ApiResult<Value> {
     let auth = request.auth()?;
-    let room = shard.room(room_id).map_err(|_| MatrixError::forbidden("You are not in this room"))?;
-    let visible_upto = history_limit(&room.borrow(), auth.user_id.as_str())?;
+    shard.room(room_id).map_err(|_| MatrixError::forbidden("You are not in this room"))?;
+    let visibility = visibility(shard, room_id, auth.user_id.as_str())?;
     let backwards = match request.query("dir") {
         Some("b") => true,
         Some("f") => false,
@@ -91,13 +143,9 @@ pub fn messages(shard: &Shard, request: &ApiRequest, room_id: &OwnedRoomId) -> A
     let to = boundary("to")?;
 
     // The scanned range is [low, high) in position order.
-    let visible_end = visible_upto.saturating_add(1);
-    let (low, high) = if backwards {
-        (to.unwrap_or(0), from.min(visible_end))
-    } else {
-        (from, to.unwrap_or(u64::MAX).min(visible_end))
-    };
-    let page = read_page(shard, auth, room_id, low, high, backwards, limit, &event_filter)?;
+    let (low, high) = if backwards { (to.unwrap_or(0), from) } else { (from, to.unwrap_or(u64::MAX)) };
+    let scan = Scan { room_id, low, high, backwards, limit };
+    let page = read_page(shard, auth, &scan, &event_filter, &visibility)?;
 
     let mut response = json!({
         "chunk": page.events,
@@ -116,17 +164,16 @@ struct Page {
     next: Option<u64>,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn read_page(
-    shard: &Shard,
-    auth: &Auth,
-    room_id: &OwnedRoomId,
+struct Scan<'a> {
+    room_id: &'a OwnedRoomId,
     low: u64,
     high: u64,
     backwards: bool,
     limit: u64,
-    event_filter: &EventFilter,
-) -> ApiResult<Page> {
+}
+
+fn read_page(shard: &Shard, auth: &Auth, scan: &Scan<'_>, event_filter: &EventFilter, visibility: &Visibility) -> ApiResult<Page> {
+    let (room_id, low, high, backwards, limit) = (scan.room_id, scan.low, scan.high, scan.backwards, scan.limit);
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     let now = now_millis();
     let (mut low, mut high) = (low, high);
@@ -146,7 +193,7 @@ fn read_page(
             if backwards { high = pos } else { low = pos + 1 }
             let event_id = String::from_utf8_lossy(&event_id);
             if let Some((event, _)) = client_format::load(&shard.store, &event_id, Some(viewer(auth)), now) {
-                if event_filter.matches(&event) {
+                if event_filter.matches(&event) && event_visible(visibility, pos, &event) {
                     events.push(event);
                     last_pos = Some(pos);
                     if events.len() == limit {

@@ -74,5 +74,6 @@ async fn room(shard: &Rc<Shard>, request: &ApiRequest, room_id: &str, action: &R
         RoomAction::Redact(event_id, txn) => send::redact(shard, request, &room_id, event_id, txn).await,
         RoomAction::Event(event_id) => messages::event(shard, request, &room_id, event_id),
         RoomAction::Messages => messages::messages(shard, request, &room_id),
+        RoomAction::Aliases => directory::room_aliases(shard, request, &room_id),
     }
 }

@@ -23,7 +23,7 @@ use crate::{
 struct RegisterBody {
     username: Option<String>,
     password: Option<String>,
-    auth: Option<Value>,
+    auth: Option<serde_json::Map<String, Value>>,
     device_id: Option<String>,
     initial_device_display_name: Option<String>,
     #[serde(default)]
@@ -103,7 +103,7 @@ fn flows(shard: &Shard) -> Value {
 /// Checks the `auth` dict of the request against the configured flow.
 // NOTE: the session ID is not tracked between requests: each flow has a
 // single stage, so a request that completes it is accepted with any session.
-fn check_interactive_auth(shard: &Shard, auth: Option<&Value>) -> ApiResult<()> {
+fn check_interactive_auth(shard: &Shard, auth: Option<&serde_json::Map<String, Value>>) -> ApiResult<()> {
     let uia_error = |error: MatrixError| {
         let mut error = error.with_extra(flows(shard));
         error.status = 401;

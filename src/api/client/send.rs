@@ -13,11 +13,11 @@ use serde_json::{Value, json};
 use crate::{
     api::{
         error::{ApiResult, MatrixError},
-        request::{ApiRequest, Auth},
+        request::ApiRequest,
     },
-    room::{EventDraft, append},
+    room::{EventDraft, Txn, append},
     shard::Shard,
-    store::{EventRecord, Map, keys},
+    store::{EventRecord, Map},
 };
 
 /// `PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}`.
@@ -30,17 +30,22 @@ pub async fn send(shard: &Rc<Shard>, request: &ApiRequest, room_id: &OwnedRoomId
         state_key: None,
         content,
         redacts: None,
-        txn: Some((auth.device_id.clone(), txn.to_owned())),
+        txn: Some(Txn::new(auth.user_id.as_str(), &auth.device_id, &format!("{room_id}/send/{kind}"), txn)),
         origin_server_ts: None,
     };
-    send_once(shard, auth, room_id, draft).await
+    send_once(shard, room_id, draft).await
+}
+
+#[derive(Default, serde::Deserialize)]
+struct RedactBody {
+    reason: Option<String>,
 }
 
 /// `PUT /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}`: allowed
 /// for the event's sender and for users with the room's `redact` level.
 pub async fn redact(shard: &Rc<Shard>, request: &ApiRequest, room_id: &OwnedRoomId, event_id: &str, txn: &str) -> ApiResult<Value> {
     let auth = request.auth()?;
-    let body = request.body_object()?;
+    let body: RedactBody = request.body_or_default()?;
     let target = OwnedEventId::try_from(event_id).map_err(|_| MatrixError::invalid_param("Invalid event ID"))?;
     let record = shard
         .store
@@ -58,25 +63,24 @@ pub async fn redact(shard: &Rc<Shard>, request: &ApiRequest, room_id: &OwnedRoom
         }
     }
     let mut content = serde_json::Map::new();
-    if let Some(reason) = body.get("reason") {
-        content.insert("reason".to_owned(), reason.clone());
+    if let Some(reason) = body.reason {
+        content.insert("reason".to_owned(), Value::String(reason));
     }
     let draft = EventDraft {
         sender: auth.user_id.clone(),
         kind: "m.room.redaction".to_owned(),
         state_key: None,
         content: Value::Object(content),
+        txn: Some(Txn::new(auth.user_id.as_str(), &auth.device_id, &format!("{room_id}/redact/{target}"), txn)),
         redacts: Some(target),
-        txn: Some((auth.device_id.clone(), txn.to_owned())),
         origin_server_ts: None,
     };
-    send_once(shard, auth, room_id, draft).await
+    send_once(shard, room_id, draft).await
 }
 
-async fn send_once(shard: &Rc<Shard>, auth: &Auth, room_id: &OwnedRoomId, draft: EventDraft) -> ApiResult<Value> {
-    let (device_id, txn_id) = draft.txn.clone().unwrap_or_default();
-    let txn_key = (auth.user_id.to_string(), device_id, txn_id);
-    let store_key = keys::join(&[txn_key.0.as_bytes(), txn_key.1.as_bytes(), txn_key.2.as_bytes()]);
+async fn send_once(shard: &Rc<Shard>, room_id: &OwnedRoomId, draft: EventDraft) -> ApiResult<Value> {
+    let store_key = draft.txn.as_ref().map(|txn| txn.key.clone()).unwrap_or_default();
+    let txn_key = store_key.clone();
     if let Some(event_id) = shard.store.get(Map::Txns, &store_key)? {
         return Ok(json!({ "event_id": String::from_utf8_lossy(&event_id) }));
     }

@@ -6,7 +6,7 @@ use std::rc::Rc;
 use ruma::OwnedRoomId;
 use serde_json::{Value, json};
 
-use super::messages::{history_limit, viewer};
+use super::messages::{state_event_ids, state_view, viewer};
 use crate::{
     api::{
         error::{ApiResult, MatrixError},
@@ -16,19 +16,17 @@ use crate::{
     shard::{Shard, now_millis},
 };
 
-/// `GET /_matrix/client/v3/rooms/{roomId}/state`.
-// NOTE: a user who has left gets the current state, not the state at the
-// time they left.
+/// `GET /_matrix/client/v3/rooms/{roomId}/state`: the current state, or
+/// for a user who left, the state when they left.
 pub fn all_state(shard: &Shard, request: &ApiRequest, room_id: &OwnedRoomId) -> ApiResult<Value> {
     let auth = request.auth()?;
     let room = shard.room(room_id).map_err(|_| MatrixError::forbidden("You are not in this room"))?;
     let room = room.borrow();
-    history_limit(&room, auth.user_id.as_str())?;
+    let view = state_view(shard, &room, auth.user_id.as_str())?;
     let now = now_millis();
-    let events: Vec<Value> = room
-        .state
+    let events: Vec<Value> = state_event_ids(shard, &room, view)?
         .values()
-        .filter_map(|pdu| client_format::load(&shard.store, pdu.event_id.as_str(), Some(viewer(auth)), now))
+        .filter_map(|event_id| client_format::load(&shard.store, event_id, Some(viewer(auth)), now))
         .map(|(event, _)| event)
         .collect();
     Ok(Value::Array(events))
@@ -40,15 +38,14 @@ pub fn get_state(shard: &Shard, request: &ApiRequest, room_id: &OwnedRoomId, kin
     let auth = request.auth()?;
     let room = shard.room(room_id).map_err(|_| MatrixError::forbidden("You are not in this room"))?;
     let room = room.borrow();
-    history_limit(&room, auth.user_id.as_str())?;
-    let pdu = room.state_event(kind, key).ok_or_else(|| MatrixError::not_found("State event not found"))?;
+    let view = state_view(shard, &room, auth.user_id.as_str())?;
+    let not_found = || MatrixError::not_found("State event not found");
+    let ids = state_event_ids(shard, &room, view)?;
+    let event_id = ids.get(&(kind.to_owned(), key.to_owned())).ok_or_else(not_found)?;
+    let (event, _) = client_format::load(&shard.store, event_id, Some(viewer(auth)), now_millis()).ok_or_else(not_found)?;
     if request.query("format") == Some("event") {
-        let (event, _) = client_format::load(&shard.store, pdu.event_id.as_str(), Some(viewer(auth)), now_millis())
-            .ok_or_else(|| MatrixError::not_found("State event not found"))?;
         return Ok(event);
     }
-    let (event, _) = client_format::load(&shard.store, pdu.event_id.as_str(), None, now_millis())
-        .ok_or_else(|| MatrixError::not_found("State event not found"))?;
     Ok(event.get("content").cloned().unwrap_or_else(|| json!({})))
 }
 
