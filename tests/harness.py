@@ -51,7 +51,9 @@ ALL_SERVERS: list["Homeserver"] = []
 
 
 def default_binary() -> Path:
-    return Path(os.environ.get("ELTRIX_BIN", REPO_ROOT / "target" / "release" / "eltrix"))
+    return Path(
+        os.environ.get("ELTRIX_BIN", REPO_ROOT / "target" / "release" / "eltrix")
+    )
 
 
 def shard_of(identifier: str, shards: int) -> int:
@@ -60,14 +62,18 @@ def shard_of(identifier: str, shards: int) -> int:
     return int.from_bytes(digest[:8], "big") % shards
 
 
-def localpart_on_shard(base: str, shard: int, shards: int, server_name: str = SERVER_NAME) -> str:
+def localpart_on_shard(
+    base: str, shard: int, shards: int, server_name: str = SERVER_NAME
+) -> str:
     """Return a fresh localpart starting with `base` whose user ID is owned by `shard`."""
     prefix = f"{base}-{uuid.uuid4().hex[:8]}"
     for suffix in range(10_000):
         localpart = f"{prefix}-{suffix}"
         if shard_of(f"@{localpart}:{server_name}", shards) == shard:
             return localpart
-    raise AssertionError(f"no localpart with prefix {prefix!r} maps to shard {shard} of {shards}")
+    raise AssertionError(
+        f"no localpart with prefix {prefix!r} maps to shard {shard} of {shards}"
+    )
 
 
 def unique(base: str) -> str:
@@ -111,7 +117,9 @@ def json_body(resp: Any) -> Any:
     try:
         return json.loads(resp.content)
     except ValueError as err:
-        raise AssertionError(f"response body is not JSON ({err}): {describe(resp)}") from None
+        raise AssertionError(
+            f"response body is not JSON ({err}): {describe(resp)}"
+        ) from None
 
 
 def expect_ok(resp: Any, status: int = 200) -> Any:
@@ -120,21 +128,31 @@ def expect_ok(resp: Any, status: int = 200) -> Any:
     return json_body(resp)
 
 
-def assert_error(resp: Any, status: int | set[int], errcode: str | set[str] | None = None) -> dict:
+def assert_error(
+    resp: Any, status: int | set[int], errcode: str | set[str] | None = None
+) -> dict:
     """Assert a standard Matrix error response and return its body.
 
     `status` and `errcode` may be sets where the specification allows more than
     one response. Every error must carry string `errcode` and `error` fields.
     """
     statuses = {status} if isinstance(status, int) else status
-    assert resp.status_code in statuses, f"expected status {sorted(statuses)}: {describe(resp)}"
+    assert resp.status_code in statuses, (
+        f"expected status {sorted(statuses)}: {describe(resp)}"
+    )
     body = json_body(resp)
     assert isinstance(body, dict), f"error body is not an object: {describe(resp)}"
-    assert isinstance(body.get("errcode"), str), f"error without errcode: {describe(resp)}"
-    assert isinstance(body.get("error"), str), f"error without error text: {describe(resp)}"
+    assert isinstance(body.get("errcode"), str), (
+        f"error without errcode: {describe(resp)}"
+    )
+    assert isinstance(body.get("error"), str), (
+        f"error without error text: {describe(resp)}"
+    )
     if errcode is not None:
         errcodes = {errcode} if isinstance(errcode, str) else errcode
-        assert body["errcode"] in errcodes, f"expected errcode {sorted(errcodes)}: {describe(resp)}"
+        assert body["errcode"] in errcodes, (
+            f"expected errcode {sorted(errcodes)}: {describe(resp)}"
+        )
     return body
 
 
@@ -147,16 +165,22 @@ def assert_client_event(event: dict, room_id: str | None = None) -> None:
     timestamp = event.get("origin_server_ts")
     assert isinstance(timestamp, int), f"origin_server_ts is not an integer in {event}"
     now_ms = int(time.time() * 1000)
-    assert abs(now_ms - timestamp) < 24 * 3600 * 1000, f"origin_server_ts {timestamp} is not near now"
+    assert abs(now_ms - timestamp) < 24 * 3600 * 1000, (
+        f"origin_server_ts {timestamp} is not near now"
+    )
     if "unsigned" in event:
-        assert isinstance(event["unsigned"], dict), f"unsigned is not an object in {event}"
+        assert isinstance(event["unsigned"], dict), (
+            f"unsigned is not an object in {event}"
+        )
     if room_id is not None:
         assert event.get("room_id") == room_id, f"expected room_id {room_id} in {event}"
 
 
 def message_bodies(events: list[dict]) -> list[str]:
     """Return the bodies of the m.room.message events, in the given order."""
-    return [e["content"].get("body") for e in events if e.get("type") == "m.room.message"]
+    return [
+        e["content"].get("body") for e in events if e.get("type") == "m.room.message"
+    ]
 
 
 def event_ids(events: list[dict]) -> list[str]:
@@ -250,11 +274,16 @@ class Homeserver:
     def command(self) -> list[str]:
         args = [
             str(self.binary),
-            "--shards", str(self.shards),
-            "--data-dir", str(self.data_dir),
-            "--listen", f"{self.host}:{self.port}",
-            "--server-name", self.server_name,
-            "--registration", self.registration,
+            "--shards",
+            str(self.shards),
+            "--data-dir",
+            str(self.data_dir),
+            "--listen",
+            f"{self.host}:{self.port}",
+            "--server-name",
+            self.server_name,
+            "--registration",
+            self.registration,
         ]
         if self.registration_token is not None:
             args += ["--registration-token", self.registration_token]
@@ -375,7 +404,9 @@ class Homeserver:
     def delete(self, path: str, **kwargs) -> requests.Response:
         return self.request("DELETE", path, **kwargs)
 
-    def raw(self, method: str, path: str, body: bytes, headers: dict | None = None) -> RawResponse:
+    def raw(
+        self, method: str, path: str, body: bytes, headers: dict | None = None
+    ) -> RawResponse:
         return send_raw(self.host, self.port, method, client_path(path), body, headers)
 
     # -- Accounts -----------------------------------------------------------
@@ -384,7 +415,9 @@ class Homeserver:
         """POST /register without auth and return the 401 UIA body (flows, session)."""
         return expect_ok(self.post("register", body), status=401)
 
-    def register_response(self, body: dict, auth: dict | None = None) -> requests.Response:
+    def register_response(
+        self, body: dict, auth: dict | None = None
+    ) -> requests.Response:
         """Run the UIA flow for /register: a first POST for the session, then `auth` with it."""
         session = self.start_registration(body).get("session")
         stage = dict(auth or {"type": "m.login.dummy"})
@@ -407,11 +440,19 @@ class Homeserver:
         if device_id is not None:
             body["device_id"] = device_id
         created = expect_ok(self.register_response(body, auth))
-        return Account(self, created["user_id"], created["access_token"], created["device_id"], password)
+        return Account(
+            self,
+            created["user_id"],
+            created["access_token"],
+            created["device_id"],
+            password,
+        )
 
     def register_on_shard(self, base: str, shard: int) -> "Account":
         """Register a user whose ID is owned by `shard`, and check that whoami runs there."""
-        account = self.register(localpart_on_shard(base, shard, self.shards, self.server_name))
+        account = self.register(
+            localpart_on_shard(base, shard, self.shards, self.server_name)
+        )
         resp = account.get("account/whoami")
         expect_ok(resp)
         assert resp.headers.get(SHARD_HEADER) == str(shard), (
@@ -420,7 +461,9 @@ class Homeserver:
         )
         return account
 
-    def login(self, user: str, password: str, device_id: str | None = None) -> "Account":
+    def login(
+        self, user: str, password: str, device_id: str | None = None
+    ) -> "Account":
         body: dict[str, Any] = {
             "type": "m.login.password",
             "identifier": {"type": "m.id.user", "user": user},
@@ -429,9 +472,17 @@ class Homeserver:
         if device_id is not None:
             body["device_id"] = device_id
         logged_in = expect_ok(self.post("login", body))
-        return Account(self, logged_in["user_id"], logged_in["access_token"], logged_in["device_id"], password)
+        return Account(
+            self,
+            logged_in["user_id"],
+            logged_in["access_token"],
+            logged_in["device_id"],
+            password,
+        )
 
-    def account(self, user_id: str, access_token: str, device_id: str, password: str) -> "Account":
+    def account(
+        self, user_id: str, access_token: str, device_id: str, password: str
+    ) -> "Account":
         """Rebind an account from an earlier run of the server to this one."""
         return Account(self, user_id, access_token, device_id, password)
 
@@ -494,10 +545,14 @@ class Account:
         return self.request("GET", path, **kwargs)
 
     def post(self, path: str, body: Any = None, **kwargs) -> requests.Response:
-        return self.request("POST", path, json_body=body if body is not None else {}, **kwargs)
+        return self.request(
+            "POST", path, json_body=body if body is not None else {}, **kwargs
+        )
 
     def put(self, path: str, body: Any = None, **kwargs) -> requests.Response:
-        return self.request("PUT", path, json_body=body if body is not None else {}, **kwargs)
+        return self.request(
+            "PUT", path, json_body=body if body is not None else {}, **kwargs
+        )
 
     def delete(self, path: str, **kwargs) -> requests.Response:
         return self.request("DELETE", path, **kwargs)
@@ -518,7 +573,9 @@ class Account:
             room_id = self.create_room(**body)
             if shard_of(room_id, self.hs.shards) == shard:
                 return room_id
-        raise AssertionError(f"no created room landed on shard {shard} of {self.hs.shards}")
+        raise AssertionError(
+            f"no created room landed on shard {shard} of {self.hs.shards}"
+        )
 
     def join(self, room_id_or_alias: str) -> str:
         return expect_ok(self.post(f"join/{q(room_id_or_alias)}"))["room_id"]
@@ -529,22 +586,32 @@ class Account:
     def leave(self, room_id: str) -> None:
         expect_ok(self.post(f"rooms/{q(room_id)}/leave"))
 
-    def send_event(self, room_id: str, event_type: str, content: dict, txn_id: str | None = None) -> str:
+    def send_event(
+        self, room_id: str, event_type: str, content: dict, txn_id: str | None = None
+    ) -> str:
         txn_id = txn_id or unique("txn")
         path = f"rooms/{q(room_id)}/send/{q(event_type)}/{q(txn_id)}"
         event_id = expect_ok(self.put(path, content))["event_id"]
-        assert EVENT_ID_V12.match(event_id), f"send returned a malformed event_id {event_id!r}"
+        assert EVENT_ID_V12.match(event_id), (
+            f"send returned a malformed event_id {event_id!r}"
+        )
         return event_id
 
     def send_message(self, room_id: str, body: str, txn_id: str | None = None) -> str:
-        return self.send_event(room_id, "m.room.message", {"msgtype": "m.text", "body": body}, txn_id)
+        return self.send_event(
+            room_id, "m.room.message", {"msgtype": "m.text", "body": body}, txn_id
+        )
 
-    def set_state(self, room_id: str, event_type: str, state_key: str, content: dict) -> str:
+    def set_state(
+        self, room_id: str, event_type: str, state_key: str, content: dict
+    ) -> str:
         path = f"rooms/{q(room_id)}/state/{q(event_type)}/{q(state_key)}"
         return expect_ok(self.put(path, content))["event_id"]
 
     def state_content(self, room_id: str, event_type: str, state_key: str = "") -> dict:
-        return expect_ok(self.get(f"rooms/{q(room_id)}/state/{q(event_type)}/{q(state_key)}"))
+        return expect_ok(
+            self.get(f"rooms/{q(room_id)}/state/{q(event_type)}/{q(state_key)}")
+        )
 
     def event(self, room_id: str, event_id: str) -> dict:
         return expect_ok(self.get(f"rooms/{q(room_id)}/event/{q(event_id)}"))
@@ -584,7 +651,9 @@ class Account:
             if "end" not in page:
                 return events
             token = page["end"]
-        raise AssertionError(f"/messages still returned an end token after {max_pages} pages")
+        raise AssertionError(
+            f"/messages still returned an end token after {max_pages} pages"
+        )
 
     # -- Sync -----------------------------------------------------------------
 
@@ -624,10 +693,16 @@ class Account:
             if predicate(body):
                 return responses
             since = body["next_batch"]
-        raise AssertionError(f"/sync for {self.user_id} did not show the expected data within {deadline} s")
+        raise AssertionError(
+            f"/sync for {self.user_id} did not show the expected data within {deadline} s"
+        )
 
     def initial_sync_until(
-        self, predicate: Callable[[dict], bool], *, deadline: float = SYNC_DEADLINE, **params
+        self,
+        predicate: Callable[[dict], bool],
+        *,
+        deadline: float = SYNC_DEADLINE,
+        **params,
     ) -> dict:
         """Repeat an initial /sync (no `since`) until `predicate` holds; return that response."""
         end = time.monotonic() + deadline
@@ -641,7 +716,9 @@ class Account:
                 )
             time.sleep(0.2)
 
-    def sync_timeline(self, room_id: str, since: str, until_event_id: str, **params) -> tuple[list[dict], str]:
+    def sync_timeline(
+        self, room_id: str, since: str, until_event_id: str, **params
+    ) -> tuple[list[dict], str]:
         """Collect the room's timeline events from incremental syncs until `until_event_id` arrives.
 
         Returns the events in arrival order and the last next_batch token.
@@ -652,7 +729,9 @@ class Account:
             since=since,
             **params,
         )
-        events = [event for body in responses for event in joined_timeline(body, room_id)]
+        events = [
+            event for body in responses for event in joined_timeline(body, room_id)
+        ]
         return events, responses[-1]["next_batch"]
 
 

@@ -29,7 +29,9 @@ def test_register_offers_dummy_flow(hs):
 
 def test_register_with_dummy_auth(hs):
     localpart = unique("dummy")
-    created = expect_ok(hs.register_response({"username": localpart, "password": "pw-dummy-1"}))
+    created = expect_ok(
+        hs.register_response({"username": localpart, "password": "pw-dummy-1"})
+    )
     assert created["user_id"] == f"@{localpart}:localhost"
     assert isinstance(created["access_token"], str) and created["access_token"]
     assert isinstance(created["device_id"], str) and created["device_id"]
@@ -66,7 +68,9 @@ def test_register_generates_localpart(hs):
 
 def test_register_taken_username(hs):
     existing = hs.register(unique("existing"))
-    resp = hs.post("register", {"username": existing.localpart, "password": "pw-other-1"})
+    resp = hs.post(
+        "register", {"username": existing.localpart, "password": "pw-other-1"}
+    )
     assert_error(resp, 400, "M_USER_IN_USE")
 
 
@@ -74,12 +78,18 @@ def test_register_taken_username_after_auth(hs):
     existing = hs.register(unique("existing"))
     resp = hs.post(
         "register",
-        {"username": existing.localpart, "password": "pw-other-1", "auth": {"type": "m.login.dummy"}},
+        {
+            "username": existing.localpart,
+            "password": "pw-other-1",
+            "auth": {"type": "m.login.dummy"},
+        },
     )
     assert_error(resp, 400, "M_USER_IN_USE")
 
 
-@pytest.mark.parametrize("username", ["has space", "colon:inside", "at@sign", "x" * 300])
+@pytest.mark.parametrize(
+    "username", ["has space", "colon:inside", "at@sign", "x" * 300]
+)
 def test_register_invalid_username(hs, username):
     resp = hs.post("register", {"username": username, "password": "pw-invalid-1"})
     assert_error(resp, 400, "M_INVALID_USERNAME")
@@ -104,10 +114,16 @@ def test_available_invalid_username(hs, username):
 
 def test_registration_closed(start_server):
     closed = start_server(registration="closed")
-    resp = closed.post("register", {"username": unique("closed"), "password": "pw-closed-1"})
+    resp = closed.post(
+        "register", {"username": unique("closed"), "password": "pw-closed-1"}
+    )
     assert_error(resp, 403, "M_FORBIDDEN")
 
-    with_auth = {"username": unique("closed"), "password": "pw-closed-1", "auth": {"type": "m.login.dummy"}}
+    with_auth = {
+        "username": unique("closed"),
+        "password": "pw-closed-1",
+        "auth": {"type": "m.login.dummy"},
+    }
     assert_error(closed.post("register", with_auth), 403, "M_FORBIDDEN")
 
 
@@ -125,7 +141,9 @@ def token_hs(tmp_path_factory):
 
 
 def test_token_flow_offered(token_hs):
-    body = token_hs.start_registration({"username": unique("tok"), "password": "pw-tok-1"})
+    body = token_hs.start_registration(
+        {"username": unique("tok"), "password": "pw-tok-1"}
+    )
     flows = stage_lists(body)
     assert any("m.login.registration_token" in stages for stages in flows), flows
     assert ["m.login.dummy"] not in flows, "a dummy-only flow would bypass the token"
@@ -142,7 +160,9 @@ def test_token_registration_succeeds(token_hs):
 def test_wrong_token_rejected(token_hs):
     localpart = unique("tok")
     auth = {"type": "m.login.registration_token", "token": "not-the-token"}
-    resp = token_hs.register_response({"username": localpart, "password": "pw-tok-1"}, auth)
+    resp = token_hs.register_response(
+        {"username": localpart, "password": "pw-tok-1"}, auth
+    )
     body = assert_error(resp, 401)
     assert "flows" in body, "a failed UIA stage must repeat the flows"
 
@@ -191,7 +211,9 @@ def test_login_with_full_user_id(hs):
 
 def test_login_keeps_device_id(hs):
     registered = hs.register(unique("login"))
-    account = hs.login(registered.localpart, registered.password, device_id="LAPTOPDEVICE")
+    account = hs.login(
+        registered.localpart, registered.password, device_id="LAPTOPDEVICE"
+    )
     assert account.device_id == "LAPTOPDEVICE"
 
 
@@ -206,7 +228,9 @@ def login_body(user: str, password: str) -> dict:
 def test_login_failures_look_alike(hs):
     """A wrong password and an unknown user must not be told apart."""
     registered = hs.register(unique("login"))
-    wrong_password = hs.post("login", login_body(registered.localpart, "not-the-password"))
+    wrong_password = hs.post(
+        "login", login_body(registered.localpart, "not-the-password")
+    )
     unknown_user = hs.post("login", login_body(unique("nobody"), "not-the-password"))
 
     wrong_body = assert_error(wrong_password, 403, "M_FORBIDDEN")
@@ -251,4 +275,6 @@ def test_whoami_missing_token(hs):
 
 
 def test_whoami_unknown_token(hs):
-    assert_error(hs.get("account/whoami", token="not-a-real-token"), 401, "M_UNKNOWN_TOKEN")
+    assert_error(
+        hs.get("account/whoami", token="not-a-real-token"), 401, "M_UNKNOWN_TOKEN"
+    )

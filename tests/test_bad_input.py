@@ -109,8 +109,16 @@ JSON_ENDPOINTS = [
         (
             {"type": 5},
             {"type": "m.login.password", "identifier": "alice", "password": "x"},
-            {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": 5}, "password": "x"},
-            {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "x"}, "password": 7},
+            {
+                "type": "m.login.password",
+                "identifier": {"type": "m.id.user", "user": 5},
+                "password": "x",
+            },
+            {
+                "type": "m.login.password",
+                "identifier": {"type": "m.id.user", "user": "x"},
+                "password": 7,
+            },
         ),
     ),
     Endpoint(
@@ -205,7 +213,9 @@ JSON_ENDPOINTS = [
     Endpoint(
         "redact",
         "PUT",
-        lambda w: f"rooms/{q(w.room_id)}/redact/{q(w.redact_target_id)}/{unique('txn')}",
+        lambda w: (
+            f"rooms/{q(w.room_id)}/redact/{q(w.redact_target_id)}/{unique('txn')}"
+        ),
         "alice",
         lambda w: {},
         ({"reason": 5},),
@@ -241,13 +251,32 @@ READ_ENDPOINTS = [
     Endpoint("joined_rooms", "GET", lambda w: "joined_rooms", "alice"),
     Endpoint("sync", "GET", lambda w: "sync", "alice"),
     Endpoint("state list", "GET", lambda w: f"rooms/{q(w.room_id)}/state", "alice"),
-    Endpoint("state one", "GET", lambda w: f"rooms/{q(w.room_id)}/state/m.room.create/", "alice"),
-    Endpoint("messages", "GET", lambda w: f"rooms/{q(w.room_id)}/messages?dir=b", "alice"),
+    Endpoint(
+        "state one",
+        "GET",
+        lambda w: f"rooms/{q(w.room_id)}/state/m.room.create/",
+        "alice",
+    ),
+    Endpoint(
+        "messages", "GET", lambda w: f"rooms/{q(w.room_id)}/messages?dir=b", "alice"
+    ),
     Endpoint("members", "GET", lambda w: f"rooms/{q(w.room_id)}/members", "alice"),
-    Endpoint("joined_members", "GET", lambda w: f"rooms/{q(w.room_id)}/joined_members", "alice"),
-    Endpoint("event", "GET", lambda w: f"rooms/{q(w.room_id)}/event/{q(w.canary_id)}", "alice"),
+    Endpoint(
+        "joined_members",
+        "GET",
+        lambda w: f"rooms/{q(w.room_id)}/joined_members",
+        "alice",
+    ),
+    Endpoint(
+        "event",
+        "GET",
+        lambda w: f"rooms/{q(w.room_id)}/event/{q(w.canary_id)}",
+        "alice",
+    ),
     Endpoint("aliases", "GET", lambda w: f"rooms/{q(w.room_id)}/aliases", "alice"),
-    Endpoint("filter get", "GET", lambda w: f"user/{q(w.alice.user_id)}/filter/0", "alice"),
+    Endpoint(
+        "filter get", "GET", lambda w: f"user/{q(w.alice.user_id)}/filter/0", "alice"
+    ),
     Endpoint("forget", "POST", lambda w: f"rooms/{q(w.room_id)}/forget", "alice"),
     Endpoint("logout", "POST", lambda w: "logout", "alice"),
     Endpoint("logout all", "POST", lambda w: "logout/all", "alice"),
@@ -318,17 +347,33 @@ def test_wrong_shape(world, endpoint, body):
     world.check_intact()
 
 
-@pytest.mark.parametrize("endpoint", [e for e in JSON_ENDPOINTS if e.name in {"register", "login", "createRoom", "send"}], ids=str)
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        e
+        for e in JSON_ENDPOINTS
+        if e.name in {"register", "login", "createRoom", "send"}
+    ],
+    ids=str,
+)
 def test_empty_body(world, endpoint):
     assert_error(endpoint.send(world, data=b""), 400, "M_NOT_JSON")
     world.check_intact()
 
 
-@pytest.mark.parametrize("endpoint", [e for e in JSON_ENDPOINTS if e.name in {"send", "state", "createRoom", "filter"}], ids=str)
+@pytest.mark.parametrize(
+    "endpoint",
+    [e for e in JSON_ENDPOINTS if e.name in {"send", "state", "createRoom", "filter"}],
+    ids=str,
+)
 def test_deeply_nested_json(world, endpoint):
     depth = 100_000
     payload = b'{"a":' * depth + b"1" + b"}" * depth
-    assert_error(endpoint.send(world, data=payload), {400, 413}, {"M_NOT_JSON", "M_BAD_JSON", "M_TOO_LARGE"})
+    assert_error(
+        endpoint.send(world, data=payload),
+        {400, 413},
+        {"M_NOT_JSON", "M_BAD_JSON", "M_TOO_LARGE"},
+    )
     world.check_intact()
 
 
@@ -366,7 +411,12 @@ def test_non_canonical_numbers(world, endpoint, payload):
 
 
 def test_safe_integer_bounds_accepted(world):
-    content = {"msgtype": "m.text", "body": "bounds", "max": MAX_SAFE_INTEGER, "min": -MAX_SAFE_INTEGER}
+    content = {
+        "msgtype": "m.text",
+        "body": "bounds",
+        "max": MAX_SAFE_INTEGER,
+        "min": -MAX_SAFE_INTEGER,
+    }
     event_id = world.alice.send_event(world.room_id, "m.room.message", content)
     assert world.bob.event(world.room_id, event_id)["content"] == content
     world.check_intact()
@@ -408,14 +458,20 @@ def test_state_key_over_255_bytes(world):
 
 @pytest.mark.parametrize(
     "endpoint",
-    [e for e in JSON_ENDPOINTS if e.name in {"register", "login", "createRoom", "send", "state", "filter"}],
+    [
+        e
+        for e in JSON_ENDPOINTS
+        if e.name in {"register", "login", "createRoom", "send", "state", "filter"}
+    ],
     ids=str,
 )
 def test_two_megabyte_body(world, endpoint):
     body = b'{"msgtype": "m.text", "body": "' + b"z" * TWO_MEGABYTES + b'"}'
     headers = {"Content-Type": "application/json"}
     if endpoint.actor:
-        headers["Authorization"] = f"Bearer {getattr(world, endpoint.actor).access_token}"
+        headers["Authorization"] = (
+            f"Bearer {getattr(world, endpoint.actor).access_token}"
+        )
     resp = world.hs.raw(endpoint.method, endpoint.path(world), body, headers)
     assert_error(resp, 413, "M_TOO_LARGE")
     world.check_intact()
@@ -431,7 +487,9 @@ def valid_request_kwargs(endpoint: Endpoint, world: World) -> dict:
 
 @pytest.mark.parametrize("endpoint", AUTHED_ENDPOINTS, ids=str)
 def test_missing_token(world, endpoint):
-    resp = world.hs.request(endpoint.method, endpoint.path(world), **valid_request_kwargs(endpoint, world))
+    resp = world.hs.request(
+        endpoint.method, endpoint.path(world), **valid_request_kwargs(endpoint, world)
+    )
     assert_error(resp, 401, "M_MISSING_TOKEN")
     world.check_intact()
 
@@ -500,7 +558,9 @@ WRONG_METHODS = [
 ]
 
 
-@pytest.mark.parametrize(("method", "template"), WRONG_METHODS, ids=[f"{m} {t}" for m, t in WRONG_METHODS])
+@pytest.mark.parametrize(
+    ("method", "template"), WRONG_METHODS, ids=[f"{m} {t}" for m, t in WRONG_METHODS]
+)
 def test_wrong_method(world, method, template):
     path = template.format(
         room=q(world.room_id),
@@ -521,7 +581,9 @@ def test_errors_carry_shard_header(world):
         world.alice.request("POST", "createRoom", data=b"{"),
     ):
         assert resp.status_code >= 400
-        assert resp.headers.get(SHARD_HEADER) in {"0", "1"}, f"missing {SHARD_HEADER} on {resp.url}"
+        assert resp.headers.get(SHARD_HEADER) in {"0", "1"}, (
+            f"missing {SHARD_HEADER} on {resp.url}"
+        )
     world.check_intact()
 
 
@@ -552,7 +614,11 @@ ROOM_ROUTES = [
     ("GET", "rooms/{room}/joined_members", None),
     ("GET", "rooms/{room}/event/{event}", None),
     ("GET", "rooms/{room}/aliases", None),
-    ("PUT", "rooms/{room}/send/m.room.message/{txn}", {"msgtype": "m.text", "body": "odd"}),
+    (
+        "PUT",
+        "rooms/{room}/send/m.room.message/{txn}",
+        {"msgtype": "m.text", "body": "odd"},
+    ),
     ("PUT", "rooms/{room}/redact/{event}/{txn}", {}),
     ("POST", "rooms/{room}/invite", {"user_id": GHOST}),
     ("POST", "rooms/{room}/kick", {"user_id": GHOST}),
@@ -571,7 +637,9 @@ def route_ids(routes: list[tuple]) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    ("method", "template", "body"), ROOM_ROUTES + [FORGET_ROUTE], ids=route_ids(ROOM_ROUTES + [FORGET_ROUTE])
+    ("method", "template", "body"),
+    ROOM_ROUTES + [FORGET_ROUTE],
+    ids=route_ids(ROOM_ROUTES + [FORGET_ROUTE]),
 )
 @pytest.mark.parametrize("room", MALFORMED_ROOM_IDS)
 def test_malformed_room_id(world, method, template, body, room):
@@ -581,9 +649,13 @@ def test_malformed_room_id(world, method, template, body, room):
     world.check_intact()
 
 
-@pytest.mark.parametrize(("method", "template", "body"), ROOM_ROUTES, ids=route_ids(ROOM_ROUTES))
+@pytest.mark.parametrize(
+    ("method", "template", "body"), ROOM_ROUTES, ids=route_ids(ROOM_ROUTES)
+)
 def test_remote_room_id(world, method, template, body):
-    path = template.format(room=REMOTE_ROOM_ID, event=q(world.canary_id), txn=unique("txn"))
+    path = template.format(
+        room=REMOTE_ROOM_ID, event=q(world.canary_id), txn=unique("txn")
+    )
     resp = world.carol.request(method, path, json_body=body)
     assert_error(resp, {400, 403, 404})
     world.check_intact()
@@ -612,7 +684,9 @@ def test_odd_event_id_get(world, event):
 
 @pytest.mark.parametrize("event", MALFORMED_EVENT_IDS)
 def test_malformed_event_id_redact(world, event):
-    resp = world.alice.put(f"rooms/{q(world.room_id)}/redact/{event}/{unique('txn')}", {})
+    resp = world.alice.put(
+        f"rooms/{q(world.room_id)}/redact/{event}/{unique('txn')}", {}
+    )
     assert_error(resp, {400, 404})
     world.check_intact()
 
@@ -676,9 +750,24 @@ def test_odd_alias(world, alias):
 
 BAD_QUERIES = [
     ("messages-bad-dir", "rooms/{room}/messages", {"dir": "x"}, {"M_INVALID_PARAM"}),
-    ("messages-no-dir", "rooms/{room}/messages", {}, {"M_MISSING_PARAM", "M_INVALID_PARAM"}),
-    ("messages-bad-limit", "rooms/{room}/messages", {"dir": "b", "limit": "abc"}, {"M_INVALID_PARAM"}),
-    ("messages-bad-from", "rooms/{room}/messages", {"dir": "b", "from": "garbage"}, {"M_INVALID_PARAM"}),
+    (
+        "messages-no-dir",
+        "rooms/{room}/messages",
+        {},
+        {"M_MISSING_PARAM", "M_INVALID_PARAM"},
+    ),
+    (
+        "messages-bad-limit",
+        "rooms/{room}/messages",
+        {"dir": "b", "limit": "abc"},
+        {"M_INVALID_PARAM"},
+    ),
+    (
+        "messages-bad-from",
+        "rooms/{room}/messages",
+        {"dir": "b", "from": "garbage"},
+        {"M_INVALID_PARAM"},
+    ),
     (
         "messages-filter-not-json",
         "rooms/{room}/messages",
@@ -693,15 +782,39 @@ BAD_QUERIES = [
     ),
     ("sync-bad-timeout", "sync", {"timeout": "abc"}, {"M_INVALID_PARAM"}),
     ("sync-bad-since", "sync", {"since": "garbage"}, {"M_INVALID_PARAM"}),
-    ("sync-filter-not-json", "sync", {"filter": "{nope"}, {"M_NOT_JSON", "M_BAD_JSON", "M_INVALID_PARAM"}),
-    ("sync-filter-wrong-shape", "sync", {"filter": '{"room": []}'}, {"M_BAD_JSON", "M_INVALID_PARAM"}),
+    (
+        "sync-filter-not-json",
+        "sync",
+        {"filter": "{nope"},
+        {"M_NOT_JSON", "M_BAD_JSON", "M_INVALID_PARAM"},
+    ),
+    (
+        "sync-filter-wrong-shape",
+        "sync",
+        {"filter": '{"room": []}'},
+        {"M_BAD_JSON", "M_INVALID_PARAM"},
+    ),
     ("sync-bad-presence", "sync", {"set_presence": "dancing"}, {"M_INVALID_PARAM"}),
-    ("members-bad-membership", "rooms/{room}/members", {"membership": "dancing"}, {"M_INVALID_PARAM"}),
-    ("available-no-username", "register/available", {}, {"M_MISSING_PARAM", "M_INVALID_PARAM"}),
+    (
+        "members-bad-membership",
+        "rooms/{room}/members",
+        {"membership": "dancing"},
+        {"M_INVALID_PARAM"},
+    ),
+    (
+        "available-no-username",
+        "register/available",
+        {},
+        {"M_MISSING_PARAM", "M_INVALID_PARAM"},
+    ),
 ]
 
 
-@pytest.mark.parametrize(("path", "params", "errcodes"), [c[1:] for c in BAD_QUERIES], ids=[c[0] for c in BAD_QUERIES])
+@pytest.mark.parametrize(
+    ("path", "params", "errcodes"),
+    [c[1:] for c in BAD_QUERIES],
+    ids=[c[0] for c in BAD_QUERIES],
+)
 def test_bad_query_parameter(world, path, params, errcodes):
     resp = world.alice.get(path.format(room=q(world.room_id)), params=params)
     assert_error(resp, 400, errcodes)

@@ -22,7 +22,9 @@ def test_versions_without_auth(hs):
         assert VERSION_FORMAT.match(version), f"malformed version {version!r}"
     assert any(version.startswith("v1.") for version in versions)
     if "unstable_features" in body:
-        assert all(isinstance(flag, bool) for flag in body["unstable_features"].values())
+        assert all(
+            isinstance(flag, bool) for flag in body["unstable_features"].values()
+        )
 
 
 def test_versions_with_auth(hs):
@@ -51,7 +53,9 @@ def test_capabilities_room_versions(hs):
     assert room_versions["default"] == "12"
     assert room_versions["available"].get("12") == "stable"
     for version, stability in room_versions["available"].items():
-        assert stability in {"stable", "unstable"}, f"room version {version}: {stability!r}"
+        assert stability in {"stable", "unstable"}, (
+            f"room version {version}: {stability!r}"
+        )
 
 
 def test_capabilities_needs_token(hs):

@@ -59,7 +59,10 @@ def test_rooms_join_endpoint(alice, bob):
 
 def test_invite_then_join(alice, bob):
     room_id = alice.create_room(preset="private_chat")
-    assert expect_ok(alice.post(f"rooms/{q(room_id)}/invite", {"user_id": bob.user_id})) == {}
+    assert (
+        expect_ok(alice.post(f"rooms/{q(room_id)}/invite", {"user_id": bob.user_id}))
+        == {}
+    )
     assert alice.membership(room_id, bob.user_id) == "invite"
 
     expect_ok(bob.post(f"rooms/{q(room_id)}/join"))
@@ -171,7 +174,10 @@ def test_unban_allows_join(alice, bob):
     room_id = alice.create_room(preset="public_chat")
     bob.join(room_id)
     expect_ok(alice.post(f"rooms/{q(room_id)}/ban", {"user_id": bob.user_id}))
-    assert expect_ok(alice.post(f"rooms/{q(room_id)}/unban", {"user_id": bob.user_id})) == {}
+    assert (
+        expect_ok(alice.post(f"rooms/{q(room_id)}/unban", {"user_id": bob.user_id}))
+        == {}
+    )
 
     assert alice.membership(room_id, bob.user_id) == "leave"
     assert bob.join(room_id) == room_id
@@ -200,7 +206,8 @@ def test_forget_ends_history_access(alice, bob):
     bob.leave(room_id)
     include_leave = {"room": {"include_leave": True, "timeline": {"limit": 10}}}
     before = bob.initial_sync_until(
-        lambda body: room_id in body.get("rooms", {}).get("leave", {}), filter=include_leave
+        lambda body: room_id in body.get("rooms", {}).get("leave", {}),
+        filter=include_leave,
     )
     assert room_id in before["rooms"]["leave"]
     history = bob.get(f"rooms/{q(room_id)}/messages", params={"dir": "b"})
@@ -213,7 +220,9 @@ def test_forget_ends_history_access(alice, bob):
 
 
 def test_joined_rooms_across_shards(alice, bob):
-    rooms = {alice.create_room_on_shard(shard, preset="public_chat") for shard in (0, 1)}
+    rooms = {
+        alice.create_room_on_shard(shard, preset="public_chat") for shard in (0, 1)
+    }
     for room_id in rooms:
         bob.join(room_id)
     assert bob.joined_rooms() == rooms
@@ -243,8 +252,14 @@ def test_members_lists_member_events(alice, bob, carol):
     for event in chunk:
         assert_client_event(event, room_id)
         assert event["type"] == "m.room.member"
-    memberships = {event["state_key"]: event["content"]["membership"] for event in chunk}
-    assert memberships == {alice.user_id: "join", bob.user_id: "join", carol.user_id: "invite"}
+    memberships = {
+        event["state_key"]: event["content"]["membership"] for event in chunk
+    }
+    assert memberships == {
+        alice.user_id: "join",
+        bob.user_id: "join",
+        carol.user_id: "invite",
+    }
 
 
 def test_members_membership_filter(alice, bob, carol):
@@ -267,7 +282,9 @@ def test_members_after_leaving(alice, bob, carol):
     carol.join(room_id)
 
     chunk = expect_ok(bob.get(f"rooms/{q(room_id)}/members"))["chunk"]
-    memberships = {event["state_key"]: event["content"]["membership"] for event in chunk}
+    memberships = {
+        event["state_key"]: event["content"]["membership"] for event in chunk
+    }
     assert memberships == {alice.user_id: "join", bob.user_id: "leave"}
 
 
@@ -289,6 +306,10 @@ def test_leave_appears_in_sync(alice, bob):
         filter=include_leave,
     )
     timeline = responses[-1]["rooms"]["leave"][room_id]["timeline"]["events"]
-    leaves = [e for e in timeline if e["type"] == "m.room.member" and e["state_key"] == bob.user_id]
+    leaves = [
+        e
+        for e in timeline
+        if e["type"] == "m.room.member" and e["state_key"] == bob.user_id
+    ]
     assert leaves, "the leave event is missing from the left room's timeline"
     assert leaves[-1]["content"]["membership"] == "leave"

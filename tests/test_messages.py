@@ -51,9 +51,13 @@ def history(hs) -> History:
         sent.append((body, sender.send_message(room_id, body)))
         if index in PINGS_AFTER:
             ping = PINGS_AFTER[index]
-            sent.append((ping, alice.send_event(room_id, "org.example.ping", {"body": ping})))
+            sent.append(
+                (ping, alice.send_event(room_id, "org.example.ping", {"body": ping}))
+            )
         if index == 4:
-            token = alice.initial_sync_until(shows_event(room_id, sent[-1][1]))["next_batch"]
+            token = alice.initial_sync_until(shows_event(room_id, sent[-1][1]))[
+                "next_batch"
+            ]
     return History(alice, bob, room_id, sent, token)
 
 
@@ -84,7 +88,9 @@ def test_limit_respected(history):
 
 def test_end_token_continues(history):
     first = history.bob.messages(history.room_id, dir="b", limit=4)
-    second = history.bob.messages(history.room_id, dir="b", limit=4, **{"from": first["end"]})
+    second = history.bob.messages(
+        history.room_id, dir="b", limit=4, **{"from": first["end"]}
+    )
     assert event_ids(second["chunk"]) == history.ids_of(["m6", "p1", "m5", "m4"])
     assert second["start"] == first["end"]
 
@@ -93,7 +99,9 @@ def test_paginate_back_to_create(history):
     events = history.bob.paginate(history.room_id, "b", limit=3)
     assert message_bodies(events) == list(reversed(MESSAGES))
     assert events[-1]["type"] == "m.room.create"
-    assert len(set(event_ids(events))) == len(events), "backward pagination repeated an event"
+    assert len(set(event_ids(events))) == len(events), (
+        "backward pagination repeated an event"
+    )
 
 
 def test_paginate_forward_matches_backward(history):
@@ -104,7 +112,9 @@ def test_paginate_forward_matches_backward(history):
 
 
 def test_forwards_from_sync_token(history):
-    page = history.bob.messages(history.room_id, dir="f", limit=50, **{"from": history.token_after_m4})
+    page = history.bob.messages(
+        history.room_id, dir="f", limit=50, **{"from": history.token_after_m4}
+    )
     assert message_bodies(page["chunk"]) == ["m5", "m6", "m7", "m8", "m9"]
     assert page["start"] == history.token_after_m4
 
@@ -112,7 +122,9 @@ def test_forwards_from_sync_token(history):
 def test_backwards_to_sync_token(history):
     last_id = history.sent[-1][1]
     synced = history.alice.sync_until(
-        shows_event(history.room_id, last_id), since=history.token_after_m4, filter=WIDE_TIMELINE
+        shows_event(history.room_id, last_id),
+        since=history.token_after_m4,
+        filter=WIDE_TIMELINE,
     )
     latest = synced[-1]["next_batch"]
     params = {"from": latest, "to": history.token_after_m4}
@@ -145,7 +157,10 @@ def test_filter_not_types(history):
 
 
 def test_filter_not_types_beats_types(history):
-    event_filter = {"types": ["org.example.ping", "m.room.message"], "not_types": ["org.example.*"]}
+    event_filter = {
+        "types": ["org.example.ping", "m.room.message"],
+        "not_types": ["org.example.*"],
+    }
     page = history.bob.messages(history.room_id, dir="b", limit=50, filter=event_filter)
     assert message_bodies(page["chunk"]) == list(reversed(MESSAGES))
     assert {event["type"] for event in page["chunk"]} == {"m.room.message"}
@@ -190,13 +205,20 @@ def test_history_stops_at_leave(hs):
     assert "after leaving" not in bodies
 
 
-@pytest.mark.parametrize(("visibility", "sees_earlier"), [("shared", True), ("joined", False)])
+@pytest.mark.parametrize(
+    ("visibility", "sees_earlier"), [("shared", True), ("joined", False)]
+)
 def test_history_visibility_for_late_joiner(hs, visibility, sees_earlier):
     alice = hs.register_on_shard("alice", 0)
     bob = hs.register_on_shard("bob", 1)
     room_id = alice.create_room(
         preset="public_chat",
-        initial_state=[{"type": "m.room.history_visibility", "content": {"history_visibility": visibility}}],
+        initial_state=[
+            {
+                "type": "m.room.history_visibility",
+                "content": {"history_visibility": visibility},
+            }
+        ],
     )
     alice.send_message(room_id, "before bob")
     bob.join(room_id)

@@ -37,10 +37,14 @@ class Credentials:
 
     @classmethod
     def of(cls, account: Account) -> "Credentials":
-        return cls(account.user_id, account.access_token, account.device_id, account.password)
+        return cls(
+            account.user_id, account.access_token, account.device_id, account.password
+        )
 
     def on(self, hs: Homeserver) -> Account:
-        return hs.account(self.user_id, self.access_token, self.device_id, self.password)
+        return hs.account(
+            self.user_id, self.access_token, self.device_id, self.password
+        )
 
 
 @dataclass
@@ -52,10 +56,14 @@ class Snapshot:
     members: dict[str, dict[str, str]]  # room ID -> user ID -> membership
     reader: dict[str, str]  # room ID -> name of a user joined to it
     public_room: str
-    sent: dict[str, list[str]] = field(default_factory=dict)  # room ID -> event IDs, oldest first
+    sent: dict[str, list[str]] = field(
+        default_factory=dict
+    )  # room ID -> event IDs, oldest first
     bodies: dict[str, str] = field(default_factory=dict)  # event ID -> message body
     since: str = ""  # a /sync token of bob's, taken between the two send phases
-    after_since: dict[str, list[str]] = field(default_factory=dict)  # room ID -> event IDs
+    after_since: dict[str, list[str]] = field(
+        default_factory=dict
+    )  # room ID -> event IDs
 
     def send(self, sender: Account, room_id: str, body: str, after_since: bool) -> None:
         event_id = sender.send_message(room_id, body)
@@ -77,18 +85,31 @@ def populate(hs: Homeserver) -> Snapshot:
 
     public = alice.create_room(preset="public_chat", name="Public")
     bob.join(public)
-    private = bob.create_room(preset="private_chat", invite=[alice.user_id, carol.user_id])
+    private = bob.create_room(
+        preset="private_chat", invite=[alice.user_id, carol.user_id]
+    )
     alice.join(private)
     left = carol.create_room(preset="public_chat")
     alice.join(left)
     alice.leave(left)
 
     snapshot = Snapshot(
-        users={name: Credentials.of(a) for name, a in (("alice", alice), ("bob", bob), ("carol", carol))},
-        joined_rooms={"alice": {public, private}, "bob": {public, private}, "carol": {left}},
+        users={
+            name: Credentials.of(a)
+            for name, a in (("alice", alice), ("bob", bob), ("carol", carol))
+        },
+        joined_rooms={
+            "alice": {public, private},
+            "bob": {public, private},
+            "carol": {left},
+        },
         members={
             public: {alice.user_id: "join", bob.user_id: "join"},
-            private: {bob.user_id: "join", alice.user_id: "join", carol.user_id: "invite"},
+            private: {
+                bob.user_id: "join",
+                alice.user_id: "join",
+                carol.user_id: "invite",
+            },
             left: {carol.user_id: "join", alice.user_id: "leave"},
         },
         reader={public: "bob", private: "alice", left: "carol"},
@@ -104,7 +125,9 @@ def populate(hs: Homeserver) -> Snapshot:
         snapshot.send(sender, room_id, f"before {index}", after_since=False)
 
     last_before = snapshot.sent[private][-1]
-    synced = bob.initial_sync_until(shows_event(private, last_before), filter=WIDE_TIMELINE)
+    synced = bob.initial_sync_until(
+        shows_event(private, last_before), filter=WIDE_TIMELINE
+    )
     snapshot.since = synced["next_batch"]
 
     for index in range(MESSAGES_PER_PHASE):
@@ -119,10 +142,14 @@ def assert_nothing_lost(hs: Homeserver, snapshot: Snapshot) -> None:
     for name, account in users.items():
         resp = account.get("account/whoami")
         whoami = expect_ok(resp)
-        assert whoami["user_id"] == account.user_id, f"{name}'s old access token maps to another user"
+        assert whoami["user_id"] == account.user_id, (
+            f"{name}'s old access token maps to another user"
+        )
         assert whoami["device_id"] == account.device_id
         owner = shard_of(account.user_id, hs.shards)
-        assert resp.headers.get(SHARD_HEADER) == str(owner), f"whoami for {name} ran off its shard"
+        assert resp.headers.get(SHARD_HEADER) == str(owner), (
+            f"whoami for {name} ran off its shard"
+        )
 
     for name, rooms in snapshot.joined_rooms.items():
         assert users[name].joined_rooms() == rooms, f"{name}'s joined rooms changed"
@@ -130,27 +157,45 @@ def assert_nothing_lost(hs: Homeserver, snapshot: Snapshot) -> None:
     for room_id, members in snapshot.members.items():
         reader = users[snapshot.reader[room_id]]
         joined = {user for user, membership in members.items() if membership == "join"}
-        assert reader.joined_members(room_id) == joined, f"joined members of {room_id} changed"
+        assert reader.joined_members(room_id) == joined, (
+            f"joined members of {room_id} changed"
+        )
         for user_id, membership in members.items():
-            assert reader.membership(room_id, user_id) == membership, f"{user_id} in {room_id}"
+            assert reader.membership(room_id, user_id) == membership, (
+                f"{user_id} in {room_id}"
+            )
 
     for room_id, sent in snapshot.sent.items():
         reader = users[snapshot.reader[room_id]]
         for event_id in sent:
             event = reader.event(room_id, event_id)
-            assert event["content"]["body"] == snapshot.bodies[event_id], f"event {event_id} changed"
-        history = [e for e in reader.paginate(room_id, "b", limit=25) if e["type"] == "m.room.message"]
-        assert event_ids(history) == list(reversed(sent)), f"/messages of {room_id} lost or reordered events"
+            assert event["content"]["body"] == snapshot.bodies[event_id], (
+                f"event {event_id} changed"
+            )
+        history = [
+            e
+            for e in reader.paginate(room_id, "b", limit=25)
+            if e["type"] == "m.room.message"
+        ]
+        assert event_ids(history) == list(reversed(sent)), (
+            f"/messages of {room_id} lost or reordered events"
+        )
 
     incremental = users["bob"].sync(since=snapshot.since, filter=WIDE_TIMELINE)
     for room_id, expected in snapshot.after_since.items():
         timeline = event_ids(joined_timeline(incremental, room_id))
         missing = [event_id for event_id in expected if event_id not in timeline]
-        assert not missing, f"sync from the old since token lost {len(missing)} events of {room_id}"
+        assert not missing, (
+            f"sync from the old since token lost {len(missing)} events of {room_id}"
+        )
         expected_set = set(expected)
         in_order = [event_id for event_id in timeline if event_id in expected_set]
-        assert in_order == expected, f"sync from the old since token reordered events of {room_id}"
-        assert len(set(timeline)) == len(timeline), "sync from the old since token repeated an event"
+        assert in_order == expected, (
+            f"sync from the old since token reordered events of {room_id}"
+        )
+        assert len(set(timeline)) == len(timeline), (
+            "sync from the old since token repeated an event"
+        )
 
 
 def kill_and_check(hs: Homeserver) -> None:
@@ -169,7 +214,9 @@ def test_kill_then_reshard(start_server):
 
     bob = snapshot.users["bob"].on(second)
     for index in range(5):
-        snapshot.send(bob, snapshot.public_room, f"on three shards {index}", after_since=True)
+        snapshot.send(
+            bob, snapshot.public_room, f"on three shards {index}", after_since=True
+        )
     kill_and_check(second)
 
     third = start_server(shards=1, data_dir=first.data_dir)
@@ -181,7 +228,9 @@ def test_kill_during_concurrent_sends(start_server):
     first = start_server(shards=2)
     alice = first.register_on_shard("alice", 0)
     bob = first.register_on_shard("bob", 1)
-    rooms = [alice.create_room_on_shard(shard, preset="public_chat") for shard in (0, 1)]
+    rooms = [
+        alice.create_room_on_shard(shard, preset="public_chat") for shard in (0, 1)
+    ]
     for room_id in rooms:
         bob.join(room_id)
 
@@ -220,7 +269,9 @@ def test_kill_during_concurrent_sends(start_server):
     ]
     for sender in senders:
         sender.start()
-    assert enough.wait(timeout=120), "fewer than 60 sends were acknowledged within 120 s"
+    assert enough.wait(timeout=120), (
+        "fewer than 60 sends were acknowledged within 120 s"
+    )
     first.kill()
     stop.set()
     for sender in senders:
@@ -242,7 +293,9 @@ def test_sigterm_exits_cleanly(start_server):
     room_id = alice.create_room()
     event_id = alice.send_message(room_id, "before sigterm")
 
-    assert first.stop() == 0, "the server did not exit with status 0 within 10 s of SIGTERM"
+    assert first.stop() == 0, (
+        "the server did not exit with status 0 within 10 s of SIGTERM"
+    )
 
     second = start_server(shards=2, data_dir=first.data_dir)
     reader = Credentials.of(alice).on(second)
@@ -268,7 +321,9 @@ def test_login_after_restart(start_server):
     second = start_server(shards=3, data_dir=first.data_dir)
     again = second.login(alice.localpart, alice.password)
     assert again.user_id == alice.user_id
-    resp = second.post("register", {"username": alice.localpart, "password": "pw-other-1"})
+    resp = second.post(
+        "register", {"username": alice.localpart, "password": "pw-other-1"}
+    )
     assert_error(resp, 400, "M_USER_IN_USE")
 
 

@@ -29,7 +29,9 @@ def test_create_room_event_order(alice, bob):
     room_id = alice.create_room(
         preset="private_chat",
         room_alias_name=alias_name,
-        initial_state=[{"type": "org.example.marker", "state_key": "", "content": {"n": 1}}],
+        initial_state=[
+            {"type": "org.example.marker", "state_key": "", "content": {"n": 1}}
+        ],
         name="Order",
         topic="Order topic",
         invite=[bob.user_id],
@@ -64,7 +66,9 @@ def test_create_room_event_order(alice, bob):
         ("public_chat", "public", "shared", "forbidden"),
     ],
 )
-def test_create_room_preset_state(alice, preset, join_rule, history_visibility, guest_access):
+def test_create_room_preset_state(
+    alice, preset, join_rule, history_visibility, guest_access
+):
     room_id = alice.create_room(preset=preset)
     assert alice.state_content(room_id, "m.room.join_rules")["join_rule"] == join_rule
     visibility = alice.state_content(room_id, "m.room.history_visibility")
@@ -117,17 +121,26 @@ def test_create_room_invites(alice, bob):
 def test_initial_state_applied(alice):
     room_id = alice.create_room(
         initial_state=[
-            {"type": "org.example.config", "state_key": "colour", "content": {"value": "teal"}},
+            {
+                "type": "org.example.config",
+                "state_key": "colour",
+                "content": {"value": "teal"},
+            },
         ]
     )
-    assert alice.state_content(room_id, "org.example.config", "colour") == {"value": "teal"}
+    assert alice.state_content(room_id, "org.example.config", "colour") == {
+        "value": "teal"
+    }
 
 
 def test_initial_state_overrides_preset(alice):
     room_id = alice.create_room(
         preset="private_chat",
         initial_state=[
-            {"type": "m.room.history_visibility", "content": {"history_visibility": "joined"}},
+            {
+                "type": "m.room.history_visibility",
+                "content": {"history_visibility": "joined"},
+            },
         ],
     )
     visibility = alice.state_content(room_id, "m.room.history_visibility")
@@ -137,14 +150,22 @@ def test_initial_state_overrides_preset(alice):
 def test_name_overrides_initial_state(alice):
     room_id = alice.create_room(
         name="From the name field",
-        initial_state=[{"type": "m.room.name", "state_key": "", "content": {"name": "From state"}}],
+        initial_state=[
+            {"type": "m.room.name", "state_key": "", "content": {"name": "From state"}}
+        ],
     )
-    assert alice.state_content(room_id, "m.room.name") == {"name": "From the name field"}
+    assert alice.state_content(room_id, "m.room.name") == {
+        "name": "From the name field"
+    }
 
 
 def test_create_room_each_stable_version(alice):
-    available = expect_ok(alice.get("capabilities"))["capabilities"]["m.room_versions"]["available"]
-    stable = [version for version, stability in available.items() if stability == "stable"]
+    available = expect_ok(alice.get("capabilities"))["capabilities"]["m.room_versions"][
+        "available"
+    ]
+    stable = [
+        version for version, stability in available.items() if stability == "stable"
+    ]
     assert "12" in stable
     for version in stable:
         room_id = alice.create_room(room_version=version)
@@ -162,7 +183,9 @@ def test_create_room_unsupported_version(alice):
 def test_default_power_levels_v12(alice):
     room_id = alice.create_room()
     levels = alice.state_content(room_id, "m.room.power_levels")
-    assert alice.user_id not in levels.get("users", {}), "v12 creators must not be listed in users"
+    assert alice.user_id not in levels.get("users", {}), (
+        "v12 creators must not be listed in users"
+    )
     state_default = levels.get("state_default", 50)
     assert levels["events"]["m.room.tombstone"] > state_default
 

@@ -46,13 +46,19 @@ def random_event_id() -> str:
 
 
 def test_send_returns_v12_event_id(alice, room):
-    resp = alice.put(send_path(room, unique("txn")), {"msgtype": "m.text", "body": "hello"})
+    resp = alice.put(
+        send_path(room, unique("txn")), {"msgtype": "m.text", "body": "hello"}
+    )
     event_id = expect_ok(resp)["event_id"]
     assert EVENT_ID_V12.match(event_id), f"not a room version 12 event ID: {event_id!r}"
 
 
 def test_event_fields(alice, bob, room):
-    content = {"msgtype": "m.text", "body": "fields", "org.example.extra": [1, "two", None]}
+    content = {
+        "msgtype": "m.text",
+        "body": "fields",
+        "org.example.extra": [1, "two", None],
+    }
     event_id = alice.send_event(room, "m.room.message", content)
 
     event = bob.event(room, event_id)
@@ -65,7 +71,9 @@ def test_event_fields(alice, bob, room):
 
 
 def test_custom_event_type(alice, bob, room):
-    event_id = alice.send_event(room, "org.example.ping", {"seq": 1, "nested": {"ok": True}})
+    event_id = alice.send_event(
+        room, "org.example.ping", {"seq": 1, "nested": {"ok": True}}
+    )
     event = bob.event(room, event_id)
     assert event["type"] == "org.example.ping"
     assert event["content"] == {"seq": 1, "nested": {"ok": True}}
@@ -119,21 +127,27 @@ def test_sync_echoes_transaction_id(alice, bob, room):
 
 def test_non_member_cannot_send(hs, alice, room):
     outsider = hs.register_on_shard("outsider", 1)
-    resp = outsider.put(send_path(room, unique("txn")), {"msgtype": "m.text", "body": "let me in"})
+    resp = outsider.put(
+        send_path(room, unique("txn")), {"msgtype": "m.text", "body": "let me in"}
+    )
     assert_error(resp, 403, "M_FORBIDDEN")
     assert "let me in" not in message_bodies(alice.paginate(room, "b", limit=50))
 
 
 def test_left_member_cannot_send(alice, bob, room):
     bob.leave(room)
-    resp = bob.put(send_path(room, unique("txn")), {"msgtype": "m.text", "body": "after leaving"})
+    resp = bob.put(
+        send_path(room, unique("txn")), {"msgtype": "m.text", "body": "after leaving"}
+    )
     assert_error(resp, 403, "M_FORBIDDEN")
 
 
 def test_invited_user_cannot_send(hs, alice):
     invitee = hs.register_on_shard("invitee", 1)
     room_id = alice.create_room(invite=[invitee.user_id])
-    resp = invitee.put(send_path(room_id, unique("txn")), {"msgtype": "m.text", "body": "early"})
+    resp = invitee.put(
+        send_path(room_id, unique("txn")), {"msgtype": "m.text", "body": "early"}
+    )
     assert_error(resp, 403, "M_FORBIDDEN")
 
 

@@ -31,7 +31,9 @@ def test_state_lists_room_state(alice, room):
     events = expect_ok(alice.get(f"rooms/{q(room)}/state"))
     for event in events:
         assert_client_event(event, room)
-        assert isinstance(event.get("state_key"), str), f"state event without state_key: {event}"
+        assert isinstance(event.get("state_key"), str), (
+            f"state event without state_key: {event}"
+        )
     keys = {(event["type"], event["state_key"]) for event in events}
     for expected in [
         ("m.room.create", ""),
@@ -74,7 +76,11 @@ def test_put_state_replaces(alice, room):
     assert alice.state_content(room, "org.example.setting", "mode") == {"v": 2}
 
     listed = expect_ok(alice.get(f"rooms/{q(room)}/state"))
-    matching = [e for e in listed if (e["type"], e["state_key"]) == ("org.example.setting", "mode")]
+    matching = [
+        e
+        for e in listed
+        if (e["type"], e["state_key"]) == ("org.example.setting", "mode")
+    ]
     assert [event["event_id"] for event in matching] == [second]
 
 
@@ -88,7 +94,9 @@ def test_state_keys_are_distinct(alice, room):
 def test_state_key_with_slash(alice, room):
     alice.set_state(room, "org.example.path", "a/b", {"ok": True})
     assert alice.state_content(room, "org.example.path", "a/b") == {"ok": True}
-    assert_error(alice.get(state_path(room, "org.example.path", "a")), 404, "M_NOT_FOUND")
+    assert_error(
+        alice.get(state_path(room, "org.example.path", "a")), 404, "M_NOT_FOUND"
+    )
 
 
 def test_empty_state_key_without_slash(alice, room):
@@ -105,7 +113,9 @@ def test_put_state_without_slash(alice, room):
 
 
 def test_state_format_event(alice, room):
-    event = expect_ok(alice.get(f"rooms/{q(room)}/state/m.room.name/", params={"format": "event"}))
+    event = expect_ok(
+        alice.get(f"rooms/{q(room)}/state/m.room.name/", params={"format": "event"})
+    )
     assert_client_event(event, room)
     assert event["type"] == "m.room.name"
     assert event["state_key"] == ""
@@ -122,7 +132,9 @@ def test_state_non_member(hs, alice):
     room_id = alice.create_room(preset="public_chat")
     outsider = hs.register_on_shard("outsider", 1)
     assert_error(outsider.get(f"rooms/{q(room_id)}/state"), 403, "M_FORBIDDEN")
-    assert_error(outsider.get(state_path(room_id, "m.room.create", "")), 403, "M_FORBIDDEN")
+    assert_error(
+        outsider.get(state_path(room_id, "m.room.create", "")), 403, "M_FORBIDDEN"
+    )
 
 
 def test_state_after_leave(alice, bob, room):
@@ -133,7 +145,9 @@ def test_state_after_leave(alice, bob, room):
 
     assert bob.state_content(room, "m.room.topic")["topic"] == "before"
     listed = expect_ok(bob.get(f"rooms/{q(room)}/state"))
-    topics = [event["content"]["topic"] for event in listed if event["type"] == "m.room.topic"]
+    topics = [
+        event["content"]["topic"] for event in listed if event["type"] == "m.room.topic"
+    ]
     assert topics == ["before"]
 
 

@@ -38,7 +38,9 @@ def bob(hs):
 
 @pytest.fixture
 def room(alice, bob):
-    room_id = alice.create_room(preset="public_chat", name="Sync room", topic="first topic")
+    room_id = alice.create_room(
+        preset="public_chat", name="Sync room", topic="first topic"
+    )
     bob.join(room_id)
     return room_id
 
@@ -75,7 +77,9 @@ def test_initial_sync_shape(alice, room):
 
 
 def test_incremental_sync_new_events_only(alice, bob, room):
-    since = alice.initial_sync_until(in_section("join", room), filter=WIDE_TIMELINE)["next_batch"]
+    since = alice.initial_sync_until(in_section("join", room), filter=WIDE_TIMELINE)[
+        "next_batch"
+    ]
     sent = send_messages(bob, room, "inc", 3)
 
     events, _ = alice.sync_timeline(room, since, sent[-1])
@@ -85,7 +89,9 @@ def test_incremental_sync_new_events_only(alice, bob, room):
 
 def test_since_is_replayable(alice, bob, room):
     """Syncing twice from one token returns the same events, so a client can retry."""
-    since = alice.initial_sync_until(in_section("join", room), filter=WIDE_TIMELINE)["next_batch"]
+    since = alice.initial_sync_until(in_section("join", room), filter=WIDE_TIMELINE)[
+        "next_batch"
+    ]
     sent = send_messages(bob, room, "again", 2)
     alice.initial_sync_until(shows_event(room, sent[-1]))
 
@@ -97,7 +103,9 @@ def test_since_is_replayable(alice, bob, room):
 
 def test_sync_at_head_is_empty(alice, room):
     last = alice.send_message(room, "head")
-    since = alice.initial_sync_until(shows_event(room, last), filter=WIDE_TIMELINE)["next_batch"]
+    since = alice.initial_sync_until(shows_event(room, last), filter=WIDE_TIMELINE)[
+        "next_batch"
+    ]
     body = alice.sync(since=since, timeout=0, filter=WIDE_TIMELINE)
     assert joined_timeline(body, room) == []
 
@@ -109,7 +117,9 @@ def test_long_poll_wakes_on_other_shard(alice, bob, room):
 
     def poll():
         try:
-            outcome["body"] = bob.sync(since=since, timeout=15000, filter=QUIET, set_presence="offline")
+            outcome["body"] = bob.sync(
+                since=since, timeout=15000, filter=QUIET, set_presence="offline"
+            )
         except Exception as err:  # re-raised in the test thread below
             outcome["error"] = err
         outcome["returned_at"] = time.monotonic()
@@ -125,7 +135,9 @@ def test_long_poll_wakes_on_other_shard(alice, bob, room):
     if "error" in outcome:
         raise outcome["error"]
     assert event_id in event_ids(joined_timeline(outcome["body"], room))
-    assert outcome["returned_at"] - sent_at < 5, "the long-poll returned more than 5 s after the send"
+    assert outcome["returned_at"] - sent_at < 5, (
+        "the long-poll returned more than 5 s after the send"
+    )
 
 
 def test_long_poll_waits_when_idle(hs):
@@ -134,7 +146,9 @@ def test_long_poll_waits_when_idle(hs):
     started = time.monotonic()
     body = loner.sync(since=since, timeout=1500, filter=QUIET, set_presence="offline")
     elapsed = time.monotonic() - started
-    assert elapsed >= 1.2, f"an idle long-poll returned after {elapsed:.2f} s, before its timeout"
+    assert elapsed >= 1.2, (
+        f"an idle long-poll returned after {elapsed:.2f} s, before its timeout"
+    )
     assert elapsed < 10, f"an idle long-poll took {elapsed:.2f} s for a 1.5 s timeout"
     assert body.get("rooms", {}).get("join", {}) == {}
 
@@ -154,7 +168,9 @@ def test_timeline_limit_sets_limited(alice, bob, room):
 
 
 def test_incremental_limited_gap(alice, bob, room):
-    since = alice.initial_sync_until(in_section("join", room), filter=WIDE_TIMELINE)["next_batch"]
+    since = alice.initial_sync_until(in_section("join", room), filter=WIDE_TIMELINE)[
+        "next_batch"
+    ]
     sent = send_messages(bob, room, "gap", 8)
     alice.initial_sync_until(shows_event(room, sent[-1]))
 
@@ -168,7 +184,9 @@ def test_incremental_limited_gap(alice, bob, room):
 
 
 def test_incremental_not_limited(alice, bob, room):
-    since = alice.initial_sync_until(in_section("join", room), filter=WIDE_TIMELINE)["next_batch"]
+    since = alice.initial_sync_until(in_section("join", room), filter=WIDE_TIMELINE)[
+        "next_batch"
+    ]
     sent = send_messages(bob, room, "few", 2)
     alice.initial_sync_until(shows_event(room, sent[-1]))
 
@@ -181,7 +199,9 @@ def test_incremental_not_limited(alice, bob, room):
 def test_state_block_before_timeline(alice, bob, room):
     """With a short timeline, the room state before it arrives in the state block."""
     sent = send_messages(bob, room, "state", 4)
-    body = alice.initial_sync_until(shows_event(room, sent[-1]), filter={"room": {"timeline": {"limit": 2}}})
+    body = alice.initial_sync_until(
+        shows_event(room, sent[-1]), filter={"room": {"timeline": {"limit": 2}}}
+    )
 
     state = joined_state(body, room)
     keys = {(event["type"], event["state_key"]) for event in state}
@@ -197,25 +217,35 @@ def test_state_block_before_timeline(alice, bob, room):
         assert expected in keys, f"{expected} missing from the state block"
     timeline_ids = set(event_ids(joined_timeline(body, room)))
     assert timeline_ids == set(sent[-2:])
-    assert not timeline_ids & set(event_ids(state)), "an event is in both state and timeline"
+    assert not timeline_ids & set(event_ids(state)), (
+        "an event is in both state and timeline"
+    )
 
 
 def test_gap_state_in_state_block(alice, bob, room):
     """A state change hidden in a limited gap is reported in the state block."""
-    since = bob.initial_sync_until(in_section("join", room), filter=WIDE_TIMELINE)["next_batch"]
-    topic_id = alice.set_state(room, "m.room.topic", "", {"topic": "changed in the gap"})
+    since = bob.initial_sync_until(in_section("join", room), filter=WIDE_TIMELINE)[
+        "next_batch"
+    ]
+    topic_id = alice.set_state(
+        room, "m.room.topic", "", {"topic": "changed in the gap"}
+    )
     sent = send_messages(alice, room, "after", 5)
     bob.initial_sync_until(shows_event(room, sent[-1]))
 
     body = bob.sync(since=since, filter={"room": {"timeline": {"limit": 2}}})
     assert joined_room(body, room)["timeline"]["limited"] is True
-    topics = [event for event in joined_state(body, room) if event["type"] == "m.room.topic"]
+    topics = [
+        event for event in joined_state(body, room) if event["type"] == "m.room.topic"
+    ]
     assert event_ids(topics) == [topic_id]
     assert topics[0]["content"]["topic"] == "changed in the gap"
 
 
 def test_full_state_with_since(alice, room):
-    since = alice.initial_sync_until(in_section("join", room), filter=WIDE_TIMELINE)["next_batch"]
+    since = alice.initial_sync_until(in_section("join", room), filter=WIDE_TIMELINE)[
+        "next_batch"
+    ]
     body = alice.sync(since=since, full_state="true", filter=WIDE_TIMELINE)
     keys = {(event["type"], event["state_key"]) for event in joined_state(body, room)}
     assert ("m.room.create", "") in keys
@@ -250,28 +280,46 @@ def test_join_moves_room_to_join(alice, bob):
     since = bob.sync_until(in_section("invite", room_id))[-1]["next_batch"]
     bob.join(room_id)
 
-    responses = bob.sync_until(in_section("join", room_id), since=since, filter=WIDE_TIMELINE)
+    responses = bob.sync_until(
+        in_section("join", room_id), since=since, filter=WIDE_TIMELINE
+    )
     timeline = joined_timeline(responses[-1], room_id)
-    joins = [e for e in timeline if e["type"] == "m.room.member" and e["state_key"] == bob.user_id]
+    joins = [
+        e
+        for e in timeline
+        if e["type"] == "m.room.member" and e["state_key"] == bob.user_id
+    ]
     assert joins and joins[-1]["content"]["membership"] == "join"
     assert room_id not in responses[-1].get("rooms", {}).get("invite", {})
 
 
 def test_kick_moves_room_to_leave(alice, bob, room):
     include_leave = {"room": {"include_leave": True, "timeline": {"limit": 50}}}
-    since = bob.initial_sync_until(in_section("join", room), filter=include_leave)["next_batch"]
-    expect_ok(alice.post(f"rooms/{q(room)}/kick", {"user_id": bob.user_id, "reason": "bye"}))
+    since = bob.initial_sync_until(in_section("join", room), filter=include_leave)[
+        "next_batch"
+    ]
+    expect_ok(
+        alice.post(f"rooms/{q(room)}/kick", {"user_id": bob.user_id, "reason": "bye"})
+    )
 
-    responses = bob.sync_until(in_section("leave", room), since=since, filter=include_leave)
+    responses = bob.sync_until(
+        in_section("leave", room), since=since, filter=include_leave
+    )
     timeline = responses[-1]["rooms"]["leave"][room]["timeline"]["events"]
-    kick = [e for e in timeline if e["type"] == "m.room.member" and e["state_key"] == bob.user_id]
+    kick = [
+        e
+        for e in timeline
+        if e["type"] == "m.room.member" and e["state_key"] == bob.user_id
+    ]
     assert kick, "the kick is missing from the left room's timeline"
     assert kick[-1]["content"]["membership"] == "leave"
     assert kick[-1]["sender"] == alice.user_id
 
 
 def test_events_from_rooms_on_both_shards(alice, bob):
-    rooms = [alice.create_room_on_shard(shard, preset="public_chat") for shard in (0, 1)]
+    rooms = [
+        alice.create_room_on_shard(shard, preset="public_chat") for shard in (0, 1)
+    ]
     for room_id in rooms:
         bob.join(room_id)
     joined_both = bob.initial_sync_until(
@@ -292,7 +340,9 @@ def test_events_from_rooms_on_both_shards(alice, bob):
 
     bob.sync_until(collect, since=since, filter=WIDE_TIMELINE)
     for room_id in rooms:
-        assert seen[room_id] == sent[room_id], f"events of {room_id} lost, repeated or reordered"
+        assert seen[room_id] == sent[room_id], (
+            f"events of {room_id} lost, repeated or reordered"
+        )
 
 
 def test_filter_upload_and_get(alice):
@@ -303,7 +353,9 @@ def test_filter_upload_and_get(alice):
         },
         "presence": {"not_types": ["*"]},
     }
-    filter_id = expect_ok(alice.post(f"user/{q(alice.user_id)}/filter", uploaded))["filter_id"]
+    filter_id = expect_ok(alice.post(f"user/{q(alice.user_id)}/filter", uploaded))[
+        "filter_id"
+    ]
     assert isinstance(filter_id, str) and filter_id
     assert not filter_id.startswith("{")
 
@@ -319,7 +371,9 @@ def test_filter_unknown_id(alice):
 def test_sync_with_filter_id(alice, bob, room):
     sent = send_messages(bob, room, "byid", 3)
     uploaded = {"room": {"timeline": {"limit": 1}}}
-    filter_id = expect_ok(alice.post(f"user/{q(alice.user_id)}/filter", uploaded))["filter_id"]
+    filter_id = expect_ok(alice.post(f"user/{q(alice.user_id)}/filter", uploaded))[
+        "filter_id"
+    ]
 
     body = alice.initial_sync_until(shows_event(room, sent[-1]), filter=filter_id)
     assert event_ids(joined_timeline(body, room)) == [sent[-1]]
@@ -357,8 +411,14 @@ def test_federation_event_format(alice, room):
     federation = {"event_format": "federation", "room": {"timeline": {"limit": 5}}}
     alice.initial_sync_until(shows_event(room, last))
     body = alice.sync(filter=federation)
-    pdus = [e for e in joined_timeline(body, room) if e.get("content", {}).get("body") == "signed"]
-    assert len(pdus) == 1, "the sent message is missing from a federation-format timeline"
+    pdus = [
+        e
+        for e in joined_timeline(body, room)
+        if e.get("content", {}).get("body") == "signed"
+    ]
+    assert len(pdus) == 1, (
+        "the sent message is missing from a federation-format timeline"
+    )
     pdu = pdus[0]
     assert isinstance(pdu["hashes"]["sha256"], str)
     signatures = pdu["signatures"]["localhost"]
