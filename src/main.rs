@@ -34,7 +34,10 @@ fn init_logging(config: &config::Config) {
 
     // The storage engine and the auth rules log routine steps at info; keep
     // them to warnings unless the filter names them.
-    let directives = format!("fjall=warn,lsm_tree=warn,ruma_state_res=warn,{}", config.log);
+    let directives = format!(
+        "fjall=warn,lsm_tree=warn,ruma_state_res=warn,{}",
+        config.log
+    );
     let filter = tracing_subscriber::EnvFilter::try_new(directives)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()

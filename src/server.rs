@@ -9,7 +9,10 @@ use std::{
 };
 
 use eltrix_shards::{ExecutorOptions, Mesh, ShardTask, spawn_executors};
-use signal_hook::{consts::{SIGINT, SIGTERM}, iterator::Signals};
+use signal_hook::{
+    consts::{SIGINT, SIGTERM},
+    iterator::Signals,
+};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::{
@@ -35,8 +38,11 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&config.data_dir)?;
     let store = Store::open(&config.data_dir)?;
     let key = Arc::new(SigningKey::load_or_create(&config.data_dir)?);
+    tracing::info!(key_id = %format!("ed25519:{}", key.pair.version()), public_key = key.public_base64, "signing key loaded");
     let boot_pos = boot_position(&store)?;
-    if config.registration == crate::config::RegistrationMode::Open && !config.listen.ip().is_loopback() {
+    if config.registration == crate::config::RegistrationMode::Open
+        && !config.listen.ip().is_loopback()
+    {
         tracing::warn!(listen = %config.listen, "registration is open on a non-loopback address");
     }
 
@@ -65,9 +71,16 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     }
     let parts = Arc::new(Mutex::new(parts));
 
-    let options = ExecutorOptions { nr_shards, pin_to_cores: config.pin_cores, ring_entries: 1024 };
+    let options = ExecutorOptions {
+        nr_shards,
+        pin_to_cores: config.pin_cores,
+        ring_entries: 1024,
+    };
     let executors = spawn_executors(&options, move |id| {
-        let taken = parts.lock().ok().and_then(|mut parts| parts.get_mut(id).and_then(Option::take));
+        let taken = parts
+            .lock()
+            .ok()
+            .and_then(|mut parts| parts.get_mut(id).and_then(Option::take));
         async move {
             if let Some((shard, inbox)) = taken {
                 run_shard(shard, inbox).await;

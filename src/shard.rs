@@ -123,14 +123,20 @@ impl Shard {
     ///
     /// `M_NOT_FOUND` if the room is unknown here.
     pub fn room(&self, room_id: &OwnedRoomId) -> ApiResult<Rc<RefCell<Room>>> {
-        debug_assert_eq!(self.owner(room_id.as_str()), self.id, "room served by a shard that does not own it");
+        debug_assert_eq!(
+            self.owner(room_id.as_str()),
+            self.id,
+            "room served by a shard that does not own it"
+        );
         if let Some(room) = self.rooms.borrow().get(room_id) {
             return Ok(room.clone());
         }
         let room = Room::load(&self.store, room_id)?
             .ok_or_else(|| MatrixError::not_found("Unknown room"))?;
         let room = Rc::new(RefCell::new(room));
-        self.rooms.borrow_mut().insert(room_id.clone(), room.clone());
+        self.rooms
+            .borrow_mut()
+            .insert(room_id.clone(), room.clone());
         Ok(room)
     }
 
@@ -145,7 +151,9 @@ impl Shard {
 pub fn now_micros() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX))
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX)
+        })
 }
 
 /// Milliseconds since the Unix epoch.

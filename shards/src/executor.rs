@@ -42,27 +42,39 @@ where
             let core = cores.get(shard_id % cores.len().max(1)).copied();
             let pin = options.pin_to_cores;
             let entries = options.ring_entries;
-            thread::Builder::new().name(format!("shard-{shard_id}")).spawn(move || {
-                if let (true, Some(core)) = (pin, core) {
-                    if !core_affinity::set_for_current(core) {
-                        tracing::warn!(shard_id, core = core.id, "failed to pin executor to core");
-                    }
-                }
-                run_executor(shard_id, entries, shard_main(shard_id));
-            })
+            thread::Builder::new()
+                .name(format!("shard-{shard_id}"))
+                .spawn(move || {
+                    if let (true, Some(core)) = (pin, core)
+                        && !core_affinity::set_for_current(core) {
+                            tracing::warn!(
+                                shard_id,
+                                core = core.id,
+                                "failed to pin executor to core"
+                            );
+                        }
+                    run_executor(shard_id, entries, shard_main(shard_id));
+                })
         })
         .collect()
 }
 
 fn run_executor(shard_id: ShardId, entries: u32, future: impl Future<Output = ()>) {
-    let runtime = RuntimeBuilder::<FusionDriver>::new().with_entries(entries).enable_timer().build();
+    let runtime = RuntimeBuilder::<FusionDriver>::new()
+        .with_entries(entries)
+        .enable_timer()
+        .build();
     match runtime {
         Ok(FusionRuntime::Uring(mut runtime)) => {
             tracing::info!(shard_id, driver = "io_uring", "shard up");
             runtime.block_on(future);
         }
         Ok(FusionRuntime::Legacy(mut runtime)) => {
-            tracing::info!(shard_id, driver = "epoll", "shard up; io_uring is unavailable");
+            tracing::info!(
+                shard_id,
+                driver = "epoll",
+                "shard up; io_uring is unavailable"
+            );
             runtime.block_on(future);
         }
         Err(error) => {

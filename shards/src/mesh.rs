@@ -22,7 +22,9 @@ pub struct Mesh<S> {
 
 impl<S> Clone for Mesh<S> {
     fn clone(&self) -> Self {
-        Self { inboxes: self.inboxes.clone() }
+        Self {
+            inboxes: self.inboxes.clone(),
+        }
     }
 }
 

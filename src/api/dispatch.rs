@@ -27,6 +27,7 @@ pub async fn serve(shard: Rc<Shard>, http: HttpRequest) -> HttpResponse {
         return HttpResponse::json(200, b"{}".to_vec());
     }
     shard.in_flight.set(shard.in_flight.get() + 1);
+    let (peer, method, path) = (http.peer, http.method.clone(), http.path.clone());
     let (result, owner) = route_and_run(&shard, http).await;
     shard.in_flight.set(shard.in_flight.get() - 1);
 
@@ -34,7 +35,16 @@ pub async fn serve(shard: Rc<Shard>, http: HttpRequest) -> HttpResponse {
         Ok(body) => HttpResponse::json(200, serde_json::to_vec(&body).unwrap_or_default()),
         Err(error) => {
             if error.status >= 500 {
-                tracing::warn!(shard_id = shard.id, errcode = error.errcode, message = error.message, "request failed");
+                tracing::warn!(
+                    shard_id = shard.id,
+                    %peer,
+                    method,
+                    path,
+                    status = error.status,
+                    errcode = error.errcode,
+                    message = error.message,
+                    "request failed"
+                );
             }
             HttpResponse::json(error.status, error.body())
         }
@@ -45,7 +55,10 @@ pub async fn serve(shard: Rc<Shard>, http: HttpRequest) -> HttpResponse {
 
 async fn route_and_run(shard: &Rc<Shard>, http: HttpRequest) -> (ApiResult<Value>, ShardId) {
     if shard.stopping.get() {
-        return (Err(MatrixError::unavailable("The server is shutting down")), shard.id);
+        return (
+            Err(MatrixError::unavailable("The server is shutting down")),
+            shard.id,
+        );
     }
     let route = match router::resolve(&http.method, &http.path) {
         Ok(route) => route,
@@ -61,9 +74,16 @@ async fn route_and_run(shard: &Rc<Shard>, http: HttpRequest) -> (ApiResult<Value
         None
     };
     let owner = owner_of(shard, &route, auth.as_ref());
-    let request = ApiRequest { route, query, body: http.body, auth };
+    let request = ApiRequest {
+        route,
+        query,
+        body: http.body,
+        auth,
+    };
     let result = shard
-        .on_shard(owner, move |shard| async move { client::handle(&shard, &request).await })
+        .on_shard(owner, move |shard| async move {
+            client::handle(&shard, &request).await
+        })
         .await
         .and_then(|result| result);
     (result, owner)
@@ -72,27 +92,55 @@ async fn route_and_run(shard: &Rc<Shard>, http: HttpRequest) -> (ApiResult<Value
 /// Resolves the access token from the `Authorization` header or the
 /// deprecated `access_token` query parameter.
 fn authenticate(shard: &Shard, http: &HttpRequest, query: &[(String, String)]) -> ApiResult<Auth> {
-    let header = http.authorization.as_deref().and_then(|value| value.strip_prefix("Bearer "));
-    let param = query.iter().find(|(key, _)| key == "access_token").map(|(_, value)| value.as_str());
-    let token = header.or(param).ok_or_else(|| MatrixError::missing_token("Missing access token"))?;
-    let unknown = || MatrixError::unknown_token("Unknown access token").with_extra(serde_json::json!({ "soft_logout": false }));
+    let header = http
+        .authorization
+        .as_deref()
+        .and_then(|value| value.strip_prefix("Bearer "));
+    let param = query
+        .iter()
+        .find(|(key, _)| key == "access_token")
+        .map(|(_, value)| value.as_str());
+    let token = header
+        .or(param)
+        .ok_or_else(|| MatrixError::missing_token("Missing access token"))?;
+    let unknown = || {
+        MatrixError::unknown_token("Unknown access token")
+            .with_extra(serde_json::json!({ "soft_logout": false }))
+    };
 
     let hash = hash_token(token.trim());
-    let Some(record) = shard.store.get_json::<TokenRecord>(Map::Tokens, hash.as_bytes())? else {
+    let Some(record) = shard
+        .store
+        .get_json::<TokenRecord>(Map::Tokens, hash.as_bytes())?
+    else {
         tracing::debug!(shard_id = shard.id, "access token not found");
         return Err(unknown());
     };
     let device_key = keys::pair(&record.user_id, &record.device_id);
-    let Some(device) = shard.store.get_json::<DeviceRecord>(Map::Devices, &device_key)? else {
-        tracing::debug!(shard_id = shard.id, user_id = record.user_id, "device of access token not found");
+    let Some(device) = shard
+        .store
+        .get_json::<DeviceRecord>(Map::Devices, &device_key)?
+    else {
+        tracing::debug!(
+            shard_id = shard.id,
+            user_id = record.user_id,
+            "device of access token not found"
+        );
         return Err(unknown());
     };
     if !hashes_equal(&device.token_hash, &hash) {
-        tracing::debug!(shard_id = shard.id, user_id = record.user_id, "access token replaced");
+        tracing::debug!(
+            shard_id = shard.id,
+            user_id = record.user_id,
+            "access token replaced"
+        );
         return Err(unknown());
     }
     let user_id = OwnedUserId::try_from(record.user_id).map_err(|_| unknown())?;
-    Ok(Auth { user_id, device_id: record.device_id })
+    Ok(Auth {
+        user_id,
+        device_id: record.device_id,
+    })
 }
 
 /// The shard whose state a route reads or writes.

@@ -36,7 +36,6 @@ constructors! {
     user_in_use => 400, "M_USER_IN_USE";
     room_in_use => 400, "M_ROOM_IN_USE";
     unsupported_room_version => 400, "M_UNSUPPORTED_ROOM_VERSION";
-    bad_state => 400, "M_BAD_STATE";
     unknown => 400, "M_UNKNOWN";
     missing_token => 401, "M_MISSING_TOKEN";
     unknown_token => 401, "M_UNKNOWN_TOKEN";
@@ -54,7 +53,10 @@ impl MatrixError {
     /// `M_UNRECOGNIZED` with HTTP 405, for a known path with another method.
     #[must_use]
     pub fn method_not_allowed() -> Self {
-        Self { status: 405, ..Self::unrecognized("Method not allowed for this endpoint") }
+        Self {
+            status: 405,
+            ..Self::unrecognized("Method not allowed for this endpoint")
+        }
     }
 
     /// Adds top-level fields to the error body.

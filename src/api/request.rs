@@ -60,14 +60,18 @@ impl ApiRequest {
     }
 
     fn body_value(&self) -> ApiResult<Value> {
-        serde_json::from_slice(&self.body)
-            .map_err(|error| MatrixError::not_json(format!("Request body is not valid JSON: {error}")))
+        serde_json::from_slice(&self.body).map_err(|error| {
+            MatrixError::not_json(format!("Request body is not valid JSON: {error}"))
+        })
     }
 
     /// The first value of query parameter `name`.
     #[must_use]
     pub fn query(&self, name: &str) -> Option<&str> {
-        self.query.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+        self.query
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
     }
 
     /// Parses query parameter `name` as an unsigned number.
@@ -78,8 +82,9 @@ impl ApiRequest {
     pub fn query_u64(&self, name: &str) -> ApiResult<Option<u64>> {
         self.query(name)
             .map(|text| {
-                text.parse()
-                    .map_err(|_| MatrixError::invalid_param(format!("{name} must be a non-negative integer")))
+                text.parse().map_err(|_| {
+                    MatrixError::invalid_param(format!("{name} must be a non-negative integer"))
+                })
             })
             .transpose()
     }
@@ -91,7 +96,9 @@ impl ApiRequest {
     ///
     /// `M_MISSING_TOKEN` if the request carried no token.
     pub fn auth(&self) -> ApiResult<&Auth> {
-        self.auth.as_ref().ok_or_else(|| MatrixError::missing_token("Missing access token"))
+        self.auth
+            .as_ref()
+            .ok_or_else(|| MatrixError::missing_token("Missing access token"))
     }
 }
 
@@ -100,7 +107,9 @@ impl ApiRequest {
 pub fn parse_query(query: &str) -> Vec<(String, String)> {
     let decode = |text: &str| {
         let spaced = text.replace('+', " ");
-        percent_encoding::percent_decode_str(&spaced).decode_utf8_lossy().into_owned()
+        percent_encoding::percent_decode_str(&spaced)
+            .decode_utf8_lossy()
+            .into_owned()
     };
     query
         .split('&')

@@ -146,11 +146,17 @@ fn client_route(method: &str, parts: &[&str]) -> Resolved {
                 "DELETE" => AliasAction::Delete,
                 _ => AliasAction::Get,
             };
-            (Some(Route::Alias(action, owned(alias))), &["GET", "PUT", "DELETE"])
+            (
+                Some(Route::Alias(action, owned(alias))),
+                &["GET", "PUT", "DELETE"],
+            )
         }
         ["rooms", room, rest @ ..] => {
             let (action, allowed) = room_route(method, rest);
-            (action.map(|action| Route::Room(owned(room), action)), allowed)
+            (
+                action.map(|action| Route::Room(owned(room), action)),
+                allowed,
+            )
         }
         _ => (None, &[]),
     }
@@ -195,7 +201,10 @@ mod tests {
 
     #[test]
     fn decodes_room_path_parameters() {
-        let route = resolve("PUT", "/_matrix/client/v3/rooms/%21a%3Ax/send/m.room.message/t1");
+        let route = resolve(
+            "PUT",
+            "/_matrix/client/v3/rooms/%21a%3Ax/send/m.room.message/t1",
+        );
         let Ok(Route::Room(room, RoomAction::Send(kind, txn))) = route else {
             panic!("unexpected route {route:?}");
         };
@@ -206,14 +215,26 @@ mod tests {
 
     #[test]
     fn unknown_path_is_404_and_wrong_method_405() {
-        assert_eq!(resolve("GET", "/_matrix/client/v3/nope").unwrap_err().status, 404);
-        assert_eq!(resolve("DELETE", "/_matrix/client/v3/sync").unwrap_err().status, 405);
+        assert_eq!(
+            resolve("GET", "/_matrix/client/v3/nope")
+                .unwrap_err()
+                .status,
+            404
+        );
+        assert_eq!(
+            resolve("DELETE", "/_matrix/client/v3/sync")
+                .unwrap_err()
+                .status,
+            405
+        );
     }
 
     #[test]
     fn state_with_empty_key() {
         let route = resolve("GET", "/_matrix/client/v3/rooms/!a:x/state/m.room.name/");
-        assert!(matches!(route, Ok(Route::Room(_, RoomAction::GetState(_, key))) if key.is_empty()));
+        assert!(
+            matches!(route, Ok(Route::Room(_, RoomAction::GetState(_, key))) if key.is_empty())
+        );
     }
 
     #[test]

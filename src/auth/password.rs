@@ -38,11 +38,13 @@ impl PasswordWorker {
     /// Returns the OS error if the thread cannot be spawned.
     pub fn start(shard_id: usize) -> std::io::Result<Self> {
         let (jobs, receiver) = mpsc::channel::<Job>();
-        thread::Builder::new().name(format!("password-{shard_id}")).spawn(move || {
-            while let Ok(job) = receiver.recv() {
-                job();
-            }
-        })?;
+        thread::Builder::new()
+            .name(format!("password-{shard_id}"))
+            .spawn(move || {
+                while let Ok(job) = receiver.recv() {
+                    job();
+                }
+            })?;
         Ok(Self { jobs })
     }
 
@@ -60,7 +62,10 @@ impl PasswordWorker {
         self.run(move || {
             let salt_bytes: [u8; 16] = crate::auth::token::random_bytes();
             let salt = SaltString::encode_b64(&salt_bytes).ok()?;
-            hasher().hash_password(password.as_bytes(), &salt).ok().map(|hash| hash.to_string())
+            hasher()
+                .hash_password(password.as_bytes(), &salt)
+                .ok()
+                .map(|hash| hash.to_string())
         })
         .await
         .flatten()
@@ -75,7 +80,9 @@ impl PasswordWorker {
             let Ok(parsed) = PasswordHash::new(&encoded) else {
                 return false;
             };
-            let matches = hasher().verify_password(password.as_bytes(), &parsed).is_ok();
+            let matches = hasher()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok();
             exists && matches
         })
         .await

@@ -25,7 +25,10 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
 #[must_use]
 pub fn new_access_token() -> String {
     let bytes: [u8; 32] = random_bytes();
-    format!("elx_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    format!(
+        "elx_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
 }
 
 /// Creates a new device ID: 26 characters of RFC 4648 base32.

@@ -65,7 +65,9 @@ impl Cli {
             config.public_baseurl.clone_from(&self.public_baseurl);
         }
         if !self.registration_token.is_empty() {
-            config.registration_tokens.clone_from(&self.registration_token);
+            config
+                .registration_tokens
+                .clone_from(&self.registration_token);
         }
     }
 }

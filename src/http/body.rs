@@ -67,7 +67,11 @@ mod tests {
     #[test]
     fn decodes_two_chunks() {
         let input = b"4\r\nWiki\r\n5;ext=1\r\npedia\r\n0\r\n\r\nNEXT";
-        assert_eq!(decode_chunked(input, 100), Chunked::Complete(b"Wikipedia".to_vec(), 36));
+        let Chunked::Complete(body, consumed) = decode_chunked(input, 100) else {
+            panic!("body not complete");
+        };
+        assert_eq!(body, b"Wikipedia");
+        assert_eq!(&input[consumed..], b"NEXT");
     }
 
     #[test]

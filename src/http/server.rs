@@ -41,7 +41,11 @@ impl HttpResponse {
     /// A JSON response with `status`.
     #[must_use]
     pub fn json(status: u16, body: Vec<u8>) -> Self {
-        Self { status, body, headers: Vec::new() }
+        Self {
+            status,
+            body,
+            headers: Vec::new(),
+        }
     }
 }
 
@@ -101,9 +105,15 @@ async fn serve_connection<H, Fut>(
         };
         let (response, keep_alive) = match parsed {
             Parsed::Request(request, keep_alive) => (handler(request).await, keep_alive),
-            Parsed::Reject(status, errcode, message) => (error_response(status, errcode, message), false),
+            Parsed::Reject(status, errcode, message) => {
+                (error_response(status, errcode, message), false)
+            }
         };
-        if write_response(&mut stream, response, keep_alive).await.is_err() || !keep_alive {
+        if write_response(&mut stream, response, keep_alive)
+            .await
+            .is_err()
+            || !keep_alive
+        {
             return;
         }
     }
@@ -121,13 +131,21 @@ async fn read_request(
             match parse_head(buffer, peer) {
                 Ok(Some(head)) => break head,
                 Ok(None) if buffer.len() > MAX_HEAD_BYTES => {
-                    return Some(Parsed::Reject(431, "M_TOO_LARGE", "Request head is too large"));
+                    return Some(Parsed::Reject(
+                        431,
+                        "M_TOO_LARGE",
+                        "Request head is too large",
+                    ));
                 }
                 Ok(None) => {}
                 Err(()) => return Some(Parsed::Reject(400, "M_UNKNOWN", "Malformed HTTP request")),
             }
         }
-        let wait = if first && buffer.is_empty() { IDLE_TIMEOUT } else { READ_TIMEOUT };
+        let wait = if first && buffer.is_empty() {
+            IDLE_TIMEOUT
+        } else {
+            READ_TIMEOUT
+        };
         first = false;
         if !read_more(stream, buffer, wait).await {
             return None;
@@ -137,12 +155,18 @@ async fn read_request(
 
     match framing {
         Framing::Length(length) if length > max_body => {
-            return Some(Parsed::Reject(413, "M_TOO_LARGE", "Request body is too large"));
+            return Some(Parsed::Reject(
+                413,
+                "M_TOO_LARGE",
+                "Request body is too large",
+            ));
         }
         _ => {}
     }
     if expects_continue {
-        let _ = stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec()).await;
+        let _ = stream
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec())
+            .await;
     }
 
     match framing {
@@ -170,7 +194,11 @@ async fn read_request(
                     return Some(Parsed::Reject(400, "M_UNKNOWN", "Invalid chunked body"));
                 }
                 Chunked::TooLarge | Chunked::Partial => {
-                    return Some(Parsed::Reject(413, "M_TOO_LARGE", "Request body is too large"));
+                    return Some(Parsed::Reject(
+                        413,
+                        "M_TOO_LARGE",
+                        "Request body is too large",
+                    ));
                 }
             }
         },
@@ -216,7 +244,9 @@ fn parse_head(buffer: &[u8], peer: SocketAddr) -> Result<Option<Head>, ()> {
         let value = std::str::from_utf8(header.value).map_err(|_| ())?.trim();
         match header.name.to_ascii_lowercase().as_str() {
             "content-length" => framing = Framing::Length(value.parse().map_err(|_| ())?),
-            "transfer-encoding" if value.eq_ignore_ascii_case("chunked") => framing = Framing::Chunked,
+            "transfer-encoding" if value.eq_ignore_ascii_case("chunked") => {
+                framing = Framing::Chunked
+            }
             "transfer-encoding" => return Err(()),
             "connection" if value.eq_ignore_ascii_case("close") => keep_alive = false,
             "connection" if value.eq_ignore_ascii_case("keep-alive") => keep_alive = true,
@@ -234,7 +264,13 @@ fn parse_head(buffer: &[u8], peer: SocketAddr) -> Result<Option<Head>, ()> {
         body: Vec::new(),
         peer,
     };
-    Ok(Some((head_len, request, framing, keep_alive, expects_continue)))
+    Ok(Some((
+        head_len,
+        request,
+        framing,
+        keep_alive,
+        expects_continue,
+    )))
 }
 
 fn error_response(status: u16, errcode: &str, message: &str) -> HttpResponse {
@@ -263,7 +299,11 @@ async fn write_response(
     for (name, value) in &response.headers {
         let _ = write!(head, "{name}: {value}\r\n");
     }
-    head.push_str(if keep_alive { "connection: keep-alive\r\n\r\n" } else { "connection: close\r\n\r\n" });
+    head.push_str(if keep_alive {
+        "connection: keep-alive\r\n\r\n"
+    } else {
+        "connection: close\r\n\r\n"
+    });
     let mut bytes = head.into_bytes();
     bytes.extend_from_slice(&response.body);
     let (result, _) = stream.write_all(bytes).await;

@@ -30,7 +30,11 @@ const MAX_ID_BYTES: usize = 255;
 ///
 /// Returns the first draft's build or authorization error, or a storage
 /// error if the commit fails.
-pub async fn append(shard: &Rc<Shard>, room: &Rc<RefCell<Room>>, drafts: Vec<EventDraft>) -> ApiResult<Vec<Arc<Pdu>>> {
+pub async fn append(
+    shard: &Rc<Shard>,
+    room: &Rc<RefCell<Room>>,
+    drafts: Vec<EventDraft>,
+) -> ApiResult<Vec<Arc<Pdu>>> {
     let (pdus, batch) = prepare(shard, &mut room.borrow_mut(), drafts)?;
     let room_id = room.borrow().room_id.clone();
     commit(shard, &room_id, batch).await?;
@@ -43,7 +47,11 @@ pub async fn append(shard: &Rc<Shard>, room: &Rc<RefCell<Room>>, drafts: Vec<Eve
 /// # Errors
 ///
 /// Returns the storage error.
-pub async fn commit(shard: &Shard, room_id: &ruma::OwnedRoomId, batch: WriteBatch) -> ApiResult<()> {
+pub async fn commit(
+    shard: &Shard,
+    room_id: &ruma::OwnedRoomId,
+    batch: WriteBatch,
+) -> ApiResult<()> {
     if let Err(error) = shard.committer.commit(batch).await {
         tracing::error!(%room_id, %error, "failed to persist events; reloading the room");
         shard.evict_room(room_id);
@@ -56,7 +64,11 @@ pub async fn commit(shard: &Shard, room_id: &ruma::OwnedRoomId, batch: WriteBatc
 /// # Errors
 ///
 /// Returns the first draft's build or authorization error.
-pub fn prepare(shard: &Shard, room: &mut Room, drafts: Vec<EventDraft>) -> ApiResult<(Vec<Arc<Pdu>>, WriteBatch)> {
+pub fn prepare(
+    shard: &Shard,
+    room: &mut Room,
+    drafts: Vec<EventDraft>,
+) -> ApiResult<(Vec<Arc<Pdu>>, WriteBatch)> {
     let snapshot = Snapshot::take(room);
     let mut pdus = Vec::with_capacity(drafts.len());
     let mut batch = WriteBatch::default();
@@ -74,21 +86,47 @@ pub fn prepare(shard: &Shard, room: &mut Room, drafts: Vec<EventDraft>) -> ApiRe
         }
     }
     batch.put_json(Map::Rooms, room.room_id.as_bytes().to_vec(), &room.record());
-    batch.put(Map::Meta, format!("hlc/{}", shard.id).into_bytes(), room.last_pos.to_be_bytes().to_vec());
+    batch.put(
+        Map::Meta,
+        format!("hlc/{}", shard.id).into_bytes(),
+        room.last_pos.to_be_bytes().to_vec(),
+    );
     add_announcements(shard, room, &pdus, &mut batch);
     Ok((pdus, batch))
 }
 
 fn build_one(shard: &Shard, room: &Room, draft: &EventDraft) -> ApiResult<Arc<Pdu>> {
-    if draft.state_key.as_deref().is_some_and(|key| key.contains('\0')) || draft.kind.contains('\0') {
-        return Err(MatrixError::invalid_param("Event type and state key must not contain NUL"));
+    if draft
+        .state_key
+        .as_deref()
+        .is_some_and(|key| key.contains('\0'))
+        || draft.kind.contains('\0')
+    {
+        return Err(MatrixError::invalid_param(
+            "Event type and state key must not contain NUL",
+        ));
     }
-    if draft.kind.len() > MAX_ID_BYTES || draft.state_key.as_ref().is_some_and(|key| key.len() > MAX_ID_BYTES) {
-        return Err(MatrixError::invalid_param("Event type and state key are limited to 255 bytes"));
+    if draft.kind.len() > MAX_ID_BYTES
+        || draft
+            .state_key
+            .as_ref()
+            .is_some_and(|key| key.len() > MAX_ID_BYTES)
+    {
+        return Err(MatrixError::invalid_param(
+            "Event type and state key are limited to 255 bytes",
+        ));
     }
     let pos = shard.next_pos();
-    let pdu = builder::build(room, draft, &shard.config.server_name, &shard.key, pos, now_millis())?;
-    auth::check(room, &pdu).map_err(|reason| MatrixError::forbidden(format!("Event rejected: {reason}")))?;
+    let pdu = builder::build(
+        room,
+        draft,
+        &shard.config.server_name,
+        &shard.key,
+        pos,
+        now_millis(),
+    )?;
+    auth::check(room, &pdu)
+        .map_err(|reason| MatrixError::forbidden(format!("Event rejected: {reason}")))?;
     Ok(Arc::new(pdu))
 }
 
@@ -126,7 +164,8 @@ fn apply(room: &mut Room, pdu: &Arc<Pdu>) {
         room.room_id = pdu.room_id.clone();
     }
     if let Some(state_key) = &pdu.state_key {
-        room.state.insert((pdu.kind.to_string(), state_key.clone()), pdu.clone());
+        room.state
+            .insert((pdu.kind.to_string(), state_key.clone()), pdu.clone());
     }
     room.forward_extremities = vec![pdu.event_id.clone()];
     room.last_event = Some(pdu.clone());
@@ -134,7 +173,13 @@ fn apply(room: &mut Room, pdu: &Arc<Pdu>) {
     room.last_pos = pdu.pos;
 }
 
-fn stage(shard: &Shard, room: &Room, pdu: &Pdu, draft: &EventDraft, batch: &mut WriteBatch) -> ApiResult<()> {
+fn stage(
+    shard: &Shard,
+    room: &Room,
+    pdu: &Pdu,
+    draft: &EventDraft,
+    batch: &mut WriteBatch,
+) -> ApiResult<()> {
     let room_id = room.room_id.as_str();
     let event_id = pdu.event_id.as_str();
     let record = EventRecord {
@@ -143,21 +188,41 @@ fn stage(shard: &Shard, room: &Room, pdu: &Pdu, draft: &EventDraft, batch: &mut 
         pos: pdu.pos,
         room_version: Some(room.version.to_string()),
         redacted_by: None,
-        txn: draft.txn.as_ref().map(|txn| (txn.device_id.clone(), txn.txn_id.clone())),
+        txn: draft
+            .txn
+            .as_ref()
+            .map(|txn| (txn.device_id.clone(), txn.txn_id.clone())),
     };
     batch.put_json(Map::Events, event_id.as_bytes().to_vec(), &record);
-    batch.put(Map::Timeline, keys::timeline(room_id, pdu.pos), event_id.as_bytes().to_vec());
+    batch.put(
+        Map::Timeline,
+        keys::timeline(room_id, pdu.pos),
+        event_id.as_bytes().to_vec(),
+    );
 
     if let Some(state_key) = &pdu.state_key {
         let kind = pdu.kind.to_string();
-        batch.put(Map::RoomState, keys::state(room_id, &kind, state_key), event_id.as_bytes().to_vec());
-        batch.put(Map::StateHistory, keys::state_history(room_id, &kind, state_key, pdu.pos), event_id.as_bytes().to_vec());
+        batch.put(
+            Map::RoomState,
+            keys::state(room_id, &kind, state_key),
+            event_id.as_bytes().to_vec(),
+        );
+        batch.put(
+            Map::StateHistory,
+            keys::state_history(room_id, &kind, state_key, pdu.pos),
+            event_id.as_bytes().to_vec(),
+        );
     }
-    if let (TimelineEventType::RoomMember, Some(user), Some(membership)) = (&pdu.kind, &pdu.state_key, pdu.membership()) {
-        if user.ends_with(&format!(":{}", shard.config.server_name)) {
-            let record = MembershipRecord { membership, event_id: event_id.to_owned(), pos: pdu.pos };
-            batch.put_json(Map::UserRooms, keys::pair(user, room_id), &record);
-        }
+    if let (TimelineEventType::RoomMember, Some(user), Some(membership)) =
+        (&pdu.kind, &pdu.state_key, pdu.membership())
+        && user.ends_with(&format!(":{}", shard.config.server_name))
+    {
+        let record = MembershipRecord {
+            membership,
+            event_id: event_id.to_owned(),
+            pos: pdu.pos,
+        };
+        batch.put_json(Map::UserRooms, keys::pair(user, room_id), &record);
     }
     if let Some(txn) = &draft.txn {
         batch.put(Map::Txns, txn.key.clone(), event_id.as_bytes().to_vec());
@@ -168,8 +233,17 @@ fn stage(shard: &Shard, room: &Room, pdu: &Pdu, draft: &EventDraft, batch: &mut 
     Ok(())
 }
 
-fn stage_redaction(shard: &Shard, room_id: &str, target: &str, redaction_id: &str, batch: &mut WriteBatch) -> ApiResult<()> {
-    let Some(mut record) = shard.store.get_json::<EventRecord>(Map::Events, target.as_bytes())? else {
+fn stage_redaction(
+    shard: &Shard,
+    room_id: &str,
+    target: &str,
+    redaction_id: &str,
+    batch: &mut WriteBatch,
+) -> ApiResult<()> {
+    let Some(mut record) = shard
+        .store
+        .get_json::<EventRecord>(Map::Events, target.as_bytes())?
+    else {
         return Ok(());
     };
     if record.room_id == room_id && record.redacted_by.is_none() {
@@ -191,19 +265,27 @@ fn add_announcements(shard: &Shard, room: &Room, pdus: &[Arc<Pdu>], batch: &mut 
     for pdu in pdus {
         let membership = match (&pdu.kind, &pdu.state_key, pdu.membership()) {
             (TimelineEventType::RoomMember, Some(user), Some(membership)) => {
-                OwnedUserId::try_from(user.as_str()).ok().map(|user| (user, membership))
+                OwnedUserId::try_from(user.as_str())
+                    .ok()
+                    .map(|user| (user, membership))
             }
             _ => None,
         };
         let mut targets: Vec<OwnedUserId> = members.clone();
-        if let Some((user, _)) = &membership {
-            if !targets.contains(user) {
-                targets.push(user.clone());
-            }
+        if let Some((user, _)) = &membership
+            && !targets.contains(user)
+        {
+            targets.push(user.clone());
         }
         let mut by_shard: BTreeMap<ShardId, Vec<OwnedUserId>> = BTreeMap::new();
-        for user in targets.into_iter().filter(|user| user.as_str().ends_with(&suffix)) {
-            by_shard.entry(shard.owner(user.as_str())).or_default().push(user);
+        for user in targets
+            .into_iter()
+            .filter(|user| user.as_str().ends_with(&suffix))
+        {
+            by_shard
+                .entry(shard.owner(user.as_str()))
+                .or_default()
+                .push(user);
         }
         for (target, users) in by_shard {
             let note = RoomNotification {

@@ -15,7 +15,9 @@ pub fn check(room: &Room, pdu: &Pdu) -> Result<(), String> {
     ruma::state_res::check_state_independent_auth_rules(rules, pdu, fetch_event)?;
 
     let fetch_state = |kind: &ruma::events::StateEventType, key: &str| {
-        room.state.get(&(kind.to_string(), key.to_owned())).map(|event| &**event)
+        room.state
+            .get(&(kind.to_string(), key.to_owned()))
+            .map(|event| &**event)
     };
     ruma::state_res::check_state_dependent_auth_rules(rules, pdu, fetch_state)
 }

@@ -46,15 +46,29 @@ impl Txn {
     /// `scope` (for example `"!room:x/send/m.room.message"`).
     #[must_use]
     pub fn new(user_id: &str, device_id: &str, scope: &str, txn_id: &str) -> Self {
-        let key = crate::store::keys::join(&[user_id.as_bytes(), device_id.as_bytes(), scope.as_bytes(), txn_id.as_bytes()]);
-        Self { device_id: device_id.to_owned(), txn_id: txn_id.to_owned(), key }
+        let key = crate::store::keys::join(&[
+            user_id.as_bytes(),
+            device_id.as_bytes(),
+            scope.as_bytes(),
+            txn_id.as_bytes(),
+        ]);
+        Self {
+            device_id: device_id.to_owned(),
+            txn_id: txn_id.to_owned(),
+            key,
+        }
     }
 }
 
 impl EventDraft {
     /// A state event draft.
     #[must_use]
-    pub fn state(sender: &OwnedUserId, kind: &str, state_key: &str, content: serde_json::Value) -> Self {
+    pub fn state(
+        sender: &OwnedUserId,
+        kind: &str,
+        state_key: &str,
+        content: serde_json::Value,
+    ) -> Self {
         Self {
             sender: sender.clone(),
             kind: kind.to_owned(),
@@ -77,8 +91,9 @@ pub fn canonical_content(content: serde_json::Value) -> Result<CanonicalJsonValu
     if !content.is_object() {
         return Err(MatrixError::bad_json("Event content must be a JSON object"));
     }
-    CanonicalJsonValue::try_from(content)
-        .map_err(|error| MatrixError::bad_json(format!("Event content is not canonical JSON: {error}")))
+    CanonicalJsonValue::try_from(content).map_err(|error| {
+        MatrixError::bad_json(format!("Event content is not canonical JSON: {error}"))
+    })
 }
 
 /// Builds and signs the PDU for `draft` as the next event of `room`.
@@ -98,7 +113,8 @@ pub fn build(
 ) -> Result<Pdu, MatrixError> {
     let rules = &room.rules;
     let content = canonical_content(draft.content.clone())?;
-    let content_raw = serde_json::value::to_raw_value(&content).map_err(|e| MatrixError::bad_json(e.to_string()))?;
+    let content_raw = serde_json::value::to_raw_value(&content)
+        .map_err(|e| MatrixError::bad_json(e.to_string()))?;
     let kind = TimelineEventType::from(draft.kind.as_str());
     let is_create = kind == TimelineEventType::RoomCreate;
 
@@ -125,17 +141,41 @@ pub fn build(
     insert(&mut object, "prev_events", references(room, &prev_events));
     insert(&mut object, "content", content);
     insert(&mut object, "depth", integer(room.depth + 1));
-    insert(&mut object, "origin_server_ts", integer(draft.origin_server_ts.unwrap_or(now_ms)));
-    insert(&mut object, "sender", CanonicalJsonValue::String(draft.sender.to_string()));
-    insert(&mut object, "type", CanonicalJsonValue::String(draft.kind.clone()));
+    insert(
+        &mut object,
+        "origin_server_ts",
+        integer(draft.origin_server_ts.unwrap_or(now_ms)),
+    );
+    insert(
+        &mut object,
+        "sender",
+        CanonicalJsonValue::String(draft.sender.to_string()),
+    );
+    insert(
+        &mut object,
+        "type",
+        CanonicalJsonValue::String(draft.kind.clone()),
+    );
     if !(is_create && rules.authorization.room_create_event_id_as_room_id) {
-        insert(&mut object, "room_id", CanonicalJsonValue::String(room.room_id.to_string()));
+        insert(
+            &mut object,
+            "room_id",
+            CanonicalJsonValue::String(room.room_id.to_string()),
+        );
     }
     if let Some(state_key) = &draft.state_key {
-        insert(&mut object, "state_key", CanonicalJsonValue::String(state_key.clone()));
+        insert(
+            &mut object,
+            "state_key",
+            CanonicalJsonValue::String(state_key.clone()),
+        );
     }
     if rules.redaction.keep_origin_membership_prev_state {
-        insert(&mut object, "origin", CanonicalJsonValue::String(origin.to_owned()));
+        insert(
+            &mut object,
+            "origin",
+            CanonicalJsonValue::String(origin.to_owned()),
+        );
     }
     if let Some(redacts) = &draft.redacts {
         let redacts = CanonicalJsonValue::String(redacts.to_string());
@@ -149,20 +189,27 @@ pub fn build(
     }
     if rules.event_id_format == EventIdFormatVersion::V1 {
         let local = crate::auth::token::random_id(18);
-        insert(&mut object, "event_id", CanonicalJsonValue::String(format!("${local}:{origin}")));
+        insert(
+            &mut object,
+            "event_id",
+            CanonicalJsonValue::String(format!("${local}:{origin}")),
+        );
     }
 
     // Hash, sign and derive the event ID.
     hash_and_sign_event(origin, &key.pair, &mut object, &rules.redaction).map_err(json_error)?;
     let size = serde_json::to_vec(&object).map_or(usize::MAX, |bytes| bytes.len());
     if size > MAX_PDU_BYTES {
-        return Err(MatrixError::too_large(format!("Event is {size} bytes; the maximum is {MAX_PDU_BYTES}")));
+        return Err(MatrixError::too_large(format!(
+            "Event is {size} bytes; the maximum is {MAX_PDU_BYTES}"
+        )));
     }
     let event_id = match (rules.event_id_format, object.get("event_id")) {
         (EventIdFormatVersion::V1, Some(CanonicalJsonValue::String(id))) => id.clone(),
         _ => format!("${}", reference_hash(&object, rules).map_err(json_error)?),
     };
-    let event_id = OwnedEventId::try_from(event_id).map_err(|e| MatrixError::internal(e.to_string()))?;
+    let event_id =
+        OwnedEventId::try_from(event_id).map_err(|e| MatrixError::internal(e.to_string()))?;
     let room_id = if is_create && rules.authorization.room_create_event_id_as_room_id {
         let hash = event_id.as_str().trim_start_matches('$');
         ruma::RoomId::new_v2(hash).map_err(|e| MatrixError::internal(e.to_string()))?
@@ -182,7 +229,9 @@ fn json_error(error: ruma::signatures::JsonError) -> MatrixError {
 }
 
 fn integer(value: u64) -> CanonicalJsonValue {
-    CanonicalJsonValue::Integer(ruma::Int::new_saturating(i64::try_from(value).unwrap_or(i64::MAX)))
+    CanonicalJsonValue::Integer(ruma::Int::new_saturating(
+        i64::try_from(value).unwrap_or(i64::MAX),
+    ))
 }
 
 /// Event references in the room version's format: IDs, or `[id, hashes]`.
@@ -192,7 +241,10 @@ fn references(room: &Room, events: &[Arc<Pdu>]) -> CanonicalJsonValue {
         .map(|pdu| match room.rules.events_reference_format {
             EventsReferenceFormatVersion::V1 => {
                 let hash = reference_hash(&pdu.json, &room.rules).unwrap_or_default();
-                let hashes = CanonicalJsonObject::from([("sha256".to_owned(), CanonicalJsonValue::String(hash))]);
+                let hashes = CanonicalJsonObject::from([(
+                    "sha256".to_owned(),
+                    CanonicalJsonValue::String(hash),
+                )]);
                 CanonicalJsonValue::Array(vec![
                     CanonicalJsonValue::String(pdu.event_id.to_string()),
                     CanonicalJsonValue::Object(hashes),
@@ -203,4 +255,3 @@ fn references(room: &Room, events: &[Arc<Pdu>]) -> CanonicalJsonValue {
         .collect();
     CanonicalJsonValue::Array(items)
 }
-

@@ -8,7 +8,15 @@ use super::versions;
 use crate::store::{EventRecord, Map as StoreMap, Store};
 
 /// Fields copied from the PDU into the client format.
-const CLIENT_FIELDS: [&str; 7] = ["content", "origin_server_ts", "room_id", "sender", "state_key", "type", "redacts"];
+const CLIENT_FIELDS: [&str; 7] = [
+    "content",
+    "origin_server_ts",
+    "room_id",
+    "sender",
+    "state_key",
+    "type",
+    "redacts",
+];
 
 /// Who is reading, for `unsigned.transaction_id`.
 #[derive(Debug, Clone, Copy)]
@@ -19,7 +27,13 @@ pub struct Viewer<'a> {
 
 /// Formats a stored event for `viewer`.
 #[must_use]
-pub fn format(store: &Store, event_id: &str, record: &EventRecord, viewer: Option<Viewer<'_>>, now_ms: u64) -> Value {
+pub fn format(
+    store: &Store,
+    event_id: &str,
+    record: &EventRecord,
+    viewer: Option<Viewer<'_>>,
+    now_ms: u64,
+) -> Value {
     let mut pdu = record.pdu.clone();
     let mut redacted_because = None;
 
@@ -48,7 +62,10 @@ pub fn format(store: &Store, event_id: &str, record: &EventRecord, viewer: Optio
         event.entry("redacts").or_insert_with(|| redacts.clone());
     }
 
-    let ts = pdu.get("origin_server_ts").and_then(Value::as_u64).unwrap_or(now_ms);
+    let ts = pdu
+        .get("origin_server_ts")
+        .and_then(Value::as_u64)
+        .unwrap_or(now_ms);
     let mut unsigned = json!({ "age": now_ms.saturating_sub(ts) });
     if let (Some(viewer), Some((device_id, txn_id))) = (viewer, &record.txn) {
         let sender = pdu.get("sender").and_then(Value::as_str);
@@ -78,7 +95,10 @@ fn redacted(pdu: Value, record: &EventRecord) -> Value {
 }
 
 fn pdu_room_version(record: &EventRecord) -> String {
-    record.room_version.clone().unwrap_or_else(|| versions::DEFAULT_ROOM_VERSION.to_owned())
+    record
+        .room_version
+        .clone()
+        .unwrap_or_else(|| versions::DEFAULT_ROOM_VERSION.to_owned())
 }
 
 /// The stripped state format used in `invite_state`.
@@ -95,7 +115,15 @@ pub fn stripped(record: &EventRecord) -> Value {
 
 /// Loads and formats the stored event `event_id`; `None` if unknown.
 #[must_use]
-pub fn load(store: &Store, event_id: &str, viewer: Option<Viewer<'_>>, now_ms: u64) -> Option<(Value, EventRecord)> {
-    let record = store.get_json::<EventRecord>(StoreMap::Events, event_id.as_bytes()).ok().flatten()?;
+pub fn load(
+    store: &Store,
+    event_id: &str,
+    viewer: Option<Viewer<'_>>,
+    now_ms: u64,
+) -> Option<(Value, EventRecord)> {
+    let record = store
+        .get_json::<EventRecord>(StoreMap::Events, event_id.as_bytes())
+        .ok()
+        .flatten()?;
     Some((format(store, event_id, &record, viewer, now_ms), record))
 }

@@ -11,21 +11,34 @@ use crate::store::{EventRecord, Map, Store, StoreError, keys};
 /// # Errors
 ///
 /// Returns a storage error.
-pub fn state_at(store: &Store, room_id: &str, pos: u64) -> Result<BTreeMap<(String, String), String>, StoreError> {
+pub fn state_at(
+    store: &Store,
+    room_id: &str,
+    pos: u64,
+) -> Result<BTreeMap<(String, String), String>, StoreError> {
     let mut state = BTreeMap::new();
     for (key, event_id) in store.scan_prefix(Map::StateHistory, &keys::prefix(room_id))? {
         let Some((kind, state_key, at)) = keys::split_state_history(&key) else {
             continue;
         };
         if at <= pos {
-            state.insert((kind, state_key), String::from_utf8_lossy(&event_id).into_owned());
+            state.insert(
+                (kind, state_key),
+                String::from_utf8_lossy(&event_id).into_owned(),
+            );
         }
     }
     Ok(state)
 }
 
 /// The changes of one state key over time: `(position, content field)`.
-fn field_history(store: &Store, room_id: &str, kind: &str, state_key: &str, field: &str) -> Result<Vec<(u64, String)>, StoreError> {
+fn field_history(
+    store: &Store,
+    room_id: &str,
+    kind: &str,
+    state_key: &str,
+    field: &str,
+) -> Result<Vec<(u64, String)>, StoreError> {
     let mut prefix = keys::state(room_id, kind, state_key);
     prefix.push(0);
     let mut history = Vec::new();
@@ -34,7 +47,11 @@ fn field_history(store: &Store, room_id: &str, kind: &str, state_key: &str, fiel
         let Some(record) = store.get_json::<EventRecord>(Map::Events, &event_id)? else {
             continue;
         };
-        let value = record.pdu.pointer(&format!("/content/{field}")).and_then(serde_json::Value::as_str).unwrap_or_default();
+        let value = record
+            .pdu
+            .pointer(&format!("/content/{field}"))
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default();
         history.push((pos, value.to_owned()));
     }
     Ok(history)
@@ -57,7 +74,13 @@ impl Visibility {
     pub fn load(store: &Store, room_id: &str, user_id: &str) -> Result<Self, StoreError> {
         Ok(Self {
             user_id: user_id.to_owned(),
-            history_visibility: field_history(store, room_id, "m.room.history_visibility", "", "history_visibility")?,
+            history_visibility: field_history(
+                store,
+                room_id,
+                "m.room.history_visibility",
+                "",
+                "history_visibility",
+            )?,
             membership: field_history(store, room_id, "m.room.member", user_id, "membership")?,
         })
     }
@@ -85,10 +108,18 @@ impl Visibility {
         // A visibility change is visible if either side of it allows it,
         // and so is a change of the user's own membership.
         if kind == "m.room.history_visibility" {
-            return self.allows(after(&self.history_visibility, pos, "shared"), membership_before, pos);
+            return self.allows(
+                after(&self.history_visibility, pos, "shared"),
+                membership_before,
+                pos,
+            );
         }
         if kind == "m.room.member" && state_key == Some(self.user_id.as_str()) {
-            return self.allows(visibility_before, after(&self.membership, pos, "leave"), pos);
+            return self.allows(
+                visibility_before,
+                after(&self.membership, pos, "leave"),
+                pos,
+            );
         }
         false
     }
@@ -97,19 +128,30 @@ impl Visibility {
         match (visibility, membership) {
             ("world_readable", _) | (_, "join") | ("invited", "invite") => true,
             ("joined" | "invited", _) => false,
-            _ => self.membership.iter().any(|(at, m)| *at >= pos && m == "join"),
+            _ => self
+                .membership
+                .iter()
+                .any(|(at, m)| *at >= pos && m == "join"),
         }
     }
 }
 
 /// The value in force just before `pos`.
 fn before<'a>(history: &'a [(u64, String)], pos: u64, default: &'a str) -> &'a str {
-    history.iter().rev().find(|(at, _)| *at < pos).map_or(default, |(_, value)| value.as_str())
+    history
+        .iter()
+        .rev()
+        .find(|(at, _)| *at < pos)
+        .map_or(default, |(_, value)| value.as_str())
 }
 
 /// The value in force just after `pos`.
 fn after<'a>(history: &'a [(u64, String)], pos: u64, default: &'a str) -> &'a str {
-    history.iter().rev().find(|(at, _)| *at <= pos).map_or(default, |(_, value)| value.as_str())
+    history
+        .iter()
+        .rev()
+        .find(|(at, _)| *at <= pos)
+        .map_or(default, |(_, value)| value.as_str())
 }
 
 #[cfg(test)]
@@ -117,8 +159,13 @@ mod tests {
     use super::Visibility;
 
     fn visibility(history: &[(u64, &str)], membership: &[(u64, &str)]) -> Visibility {
-        let owned = |list: &[(u64, &str)]| list.iter().map(|(p, v)| (*p, (*v).to_owned())).collect();
-        Visibility { user_id: "@u:x".into(), history_visibility: owned(history), membership: owned(membership) }
+        let owned =
+            |list: &[(u64, &str)]| list.iter().map(|(p, v)| (*p, (*v).to_owned())).collect();
+        Visibility {
+            user_id: "@u:x".into(),
+            history_visibility: owned(history),
+            membership: owned(membership),
+        }
     }
 
     #[test]

@@ -33,12 +33,24 @@ impl SigningKey {
         }
         let text = fs::read_to_string(&path)?;
         let mut parts = text.split_whitespace();
-        let (Some("ed25519"), Some(version), Some(encoded)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(io::Error::other(format!("invalid signing key file {}", path.display())));
+        let (Some("ed25519"), Some(version), Some(encoded)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(io::Error::other(format!(
+                "invalid signing key file {}",
+                path.display()
+            )));
         };
-        let document = base64::engine::general_purpose::STANDARD.decode(encoded).map_err(io::Error::other)?;
-        let pair = Ed25519KeyPair::from_der(&document, version.to_owned()).map_err(io::Error::other)?;
-        let public_base64 = base64::engine::general_purpose::STANDARD_NO_PAD.encode(pair.public_key());
-        Ok(Self { pair, public_base64 })
+        let document = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .map_err(io::Error::other)?;
+        let pair =
+            Ed25519KeyPair::from_der(&document, version.to_owned()).map_err(io::Error::other)?;
+        let public_base64 =
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(pair.public_key());
+        Ok(Self {
+            pair,
+            public_base64,
+        })
     }
 }

@@ -58,11 +58,17 @@ impl Pdu {
             _ => return Err(MalformedPdu("origin_server_ts")),
         };
         let depth = match json.get("depth") {
-            Some(CanonicalJsonValue::Integer(depth)) => u64::try_from(i64::from(*depth)).unwrap_or(0),
+            Some(CanonicalJsonValue::Integer(depth)) => {
+                u64::try_from(i64::from(*depth)).unwrap_or(0)
+            }
             _ => 0,
         };
-        let content_value = json.get("content").cloned().ok_or(MalformedPdu("content"))?;
-        let content = serde_json::value::to_raw_value(&content_value).map_err(|_| MalformedPdu("content"))?;
+        let content_value = json
+            .get("content")
+            .cloned()
+            .ok_or(MalformedPdu("content"))?;
+        let content =
+            serde_json::value::to_raw_value(&content_value).map_err(|_| MalformedPdu("content"))?;
         let redacts = redacts_of(&json);
 
         Ok(Self {
@@ -92,7 +98,10 @@ impl Pdu {
     /// The content's `membership` field, for `m.room.member` events.
     #[must_use]
     pub fn membership(&self) -> Option<String> {
-        self.content_value().get("membership")?.as_str().map(str::to_owned)
+        self.content_value()
+            .get("membership")?
+            .as_str()
+            .map(str::to_owned)
     }
 }
 

@@ -83,8 +83,11 @@ impl Room {
         let mut room = Self::new(room_id.clone(), version, rules, creator, record.created_ts);
         room.depth = record.depth;
         room.last_pos = record.last_pos;
-        room.forward_extremities =
-            record.forward_extremities.iter().filter_map(|id| OwnedEventId::try_from(id.as_str()).ok()).collect();
+        room.forward_extremities = record
+            .forward_extremities
+            .iter()
+            .filter_map(|id| OwnedEventId::try_from(id.as_str()).ok())
+            .collect();
 
         if let Some(head) = record.forward_extremities.first() {
             room.last_event = load_pdu(store, head)?.map(Arc::new);
@@ -94,7 +97,8 @@ impl Room {
             if let Some(pdu) = load_pdu(store, &event_id)? {
                 let mut parts = key.split(|b| *b == 0).skip(1);
                 let kind = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
-                let state_key = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+                let state_key =
+                    String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
                 room.state.insert((kind, state_key), Arc::new(pdu));
             }
         }
@@ -120,7 +124,9 @@ impl Room {
     pub fn members_with(&self, membership: &str) -> Vec<OwnedUserId> {
         self.state
             .iter()
-            .filter(|((kind, _), pdu)| kind == "m.room.member" && pdu.membership().as_deref() == Some(membership))
+            .filter(|((kind, _), pdu)| {
+                kind == "m.room.member" && pdu.membership().as_deref() == Some(membership)
+            })
             .filter_map(|((_, key), _)| OwnedUserId::try_from(key.as_str()).ok())
             .collect()
     }
@@ -138,7 +144,11 @@ impl Room {
             room_version: self.version.to_string(),
             creator: self.creator.to_string(),
             created_ts: self.created_ts,
-            forward_extremities: self.forward_extremities.iter().map(ToString::to_string).collect(),
+            forward_extremities: self
+                .forward_extremities
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
             depth: self.depth,
             last_pos: self.last_pos,
         }
@@ -151,7 +161,11 @@ impl Room {
             return i64::MAX;
         }
         let Some(levels) = self.state_event("m.room.power_levels", "") else {
-            return if self.creator.as_str() == user_id { 100 } else { 0 };
+            return if self.creator.as_str() == user_id {
+                100
+            } else {
+                0
+            };
         };
         let content = levels.content_value();
         content
@@ -186,7 +200,9 @@ impl Room {
 }
 
 fn as_level(value: &serde_json::Value) -> Option<i64> {
-    value.as_i64().or_else(|| value.as_str().and_then(|text| text.trim().parse().ok()))
+    value
+        .as_i64()
+        .or_else(|| value.as_str().and_then(|text| text.trim().parse().ok()))
 }
 
 /// Loads one stored event as a PDU.

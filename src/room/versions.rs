@@ -8,7 +8,9 @@ use crate::api::error::MatrixError;
 pub const DEFAULT_ROOM_VERSION: &str = "12";
 
 /// Versions accepted for new rooms, all stable.
-pub const SUPPORTED: [&str; 12] = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"];
+pub const SUPPORTED: [&str; 12] = [
+    "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12",
+];
 
 /// Parses a room version and returns it with its rules.
 ///
@@ -16,7 +18,9 @@ pub const SUPPORTED: [&str; 12] = ["1", "2", "3", "4", "5", "6", "7", "8", "9", 
 ///
 /// `M_UNSUPPORTED_ROOM_VERSION` for versions outside [`SUPPORTED`].
 pub fn rules_for(version: &str) -> Result<(RoomVersionId, RoomVersionRules), MatrixError> {
-    let unsupported = || MatrixError::unsupported_room_version(format!("Room version {version:?} is not supported"));
+    let unsupported = || {
+        MatrixError::unsupported_room_version(format!("Room version {version:?} is not supported"))
+    };
     if !SUPPORTED.contains(&version) {
         return Err(unsupported());
     }

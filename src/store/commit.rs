@@ -45,12 +45,6 @@ impl WriteBatch {
     pub fn after_commit(&mut self, step: PublishStep) {
         self.publish.push(step);
     }
-
-    /// Whether the batch has no writes.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.ops.is_empty()
-    }
 }
 
 struct Pending {
@@ -92,12 +86,14 @@ impl Committer {
     /// thread has stopped.
     pub async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
         let (reply, done) = oneshot::channel();
-        self.queue.send(Message::Commit(Pending { batch, reply })).map_err(|_| StoreError::CommitterStopped)?;
+        self.queue
+            .send(Message::Commit(Pending { batch, reply }))
+            .map_err(|_| StoreError::CommitterStopped)?;
         match done.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(message)) => {
-                Err(StoreError::Engine(fjall::Error::Io(std::io::Error::other(message))))
-            }
+            Ok(Err(message)) => Err(StoreError::Engine(fjall::Error::Io(std::io::Error::other(
+                message,
+            )))),
             Err(_) => Err(StoreError::CommitterStopped),
         }
     }
@@ -138,7 +134,9 @@ fn run(store: &Store, receiver: &mpsc::Receiver<Message>, shard_id: usize) {
                     step();
                 }
             }
-            let _ = pending.reply.send(result.clone().map_err(|e| e.to_string()));
+            let _ = pending
+                .reply
+                .send(result.clone().map_err(|e| e.to_string()));
         }
     }
     tracing::debug!(shard_id, "commit thread stopped");

@@ -44,7 +44,11 @@ pub fn timeline_pos(key: &[u8]) -> u64 {
 /// `room_id 0x00 event_type 0x00 state_key` in `roomid_type_statekey_eventid`.
 #[must_use]
 pub fn state(room_id: &str, event_type: &str, state_key: &str) -> Vec<u8> {
-    join(&[room_id.as_bytes(), event_type.as_bytes(), state_key.as_bytes()])
+    join(&[
+        room_id.as_bytes(),
+        event_type.as_bytes(),
+        state_key.as_bytes(),
+    ])
 }
 
 /// `room_id 0x00 event_type 0x00 state_key 0x00 pos` in
@@ -107,9 +111,15 @@ mod tests {
     #[test]
     fn state_history_key_round_trips() {
         let key = state_history("!r:x", "m.room.member", "@u:x", 77);
-        assert_eq!(split_state_history(&key), Some(("m.room.member".into(), "@u:x".into(), 77)));
+        assert_eq!(
+            split_state_history(&key),
+            Some(("m.room.member".into(), "@u:x".into(), 77))
+        );
         let empty = state_history("!r:x", "m.room.name", "", 1);
-        assert_eq!(split_state_history(&empty), Some(("m.room.name".into(), String::new(), 1)));
+        assert_eq!(
+            split_state_history(&empty),
+            Some(("m.room.name".into(), String::new(), 1))
+        );
     }
 
     #[test]

@@ -14,7 +14,9 @@ use std::path::Path;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 
 pub use commit::{Committer, WriteBatch};
-pub use records::{DeviceRecord, EventRecord, MembershipRecord, RoomRecord, TokenRecord, UserRecord};
+pub use records::{
+    DeviceRecord, EventRecord, MembershipRecord, RoomRecord, TokenRecord, UserRecord,
+};
 
 /// Failure of the storage engine.
 #[derive(Debug, thiserror::Error)]
@@ -22,10 +24,16 @@ pub enum StoreError {
     #[error("storage engine error: {0}")]
     Engine(#[from] fjall::Error),
     #[error("corrupt record in {map}: {source}")]
-    Corrupt { map: &'static str, source: serde_json::Error },
+    Corrupt {
+        map: &'static str,
+        source: serde_json::Error,
+    },
     #[error("the commit thread has stopped")]
     CommitterStopped,
 }
+
+/// A key and its value, as read by a scan.
+pub type Row = (Vec<u8>, Vec<u8>);
 
 /// Identifies one keyspace, so write batches can cross threads by value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +85,9 @@ impl Store {
     ///
     /// Returns the engine's error if the database cannot be opened.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = Database::builder(dir.join("store")).manual_journal_persist(true).open()?;
+        let db = Database::builder(dir.join("store"))
+            .manual_journal_persist(true)
+            .open()?;
         let maps = MAPS
             .iter()
             .map(|(_, name)| db.keyspace(name, KeyspaceCreateOptions::default))
@@ -116,7 +126,10 @@ impl Store {
         };
         serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|source| StoreError::Corrupt { map: map_name(map), source })
+            .map_err(|source| StoreError::Corrupt {
+                map: map_name(map),
+                source,
+            })
     }
 
     /// Returns every key and value under `prefix`, in key order.
@@ -124,7 +137,7 @@ impl Store {
     /// # Errors
     ///
     /// Returns the engine's error on I/O failure.
-    pub fn scan_prefix(&self, map: Map, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn scan_prefix(&self, map: Map, prefix: &[u8]) -> Result<Vec<Row>, StoreError> {
         let mut rows = Vec::new();
         for guard in self.map(map).prefix(prefix) {
             let (key, value) = guard.into_inner()?;
@@ -145,10 +158,13 @@ impl Store {
         end: &[u8],
         descending: bool,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<Vec<Row>, StoreError> {
         let range = self.map(map).range(start.to_vec()..end.to_vec());
-        let iter: Box<dyn Iterator<Item = fjall::Guard>> =
-            if descending { Box::new(range.rev()) } else { Box::new(range) };
+        let iter: Box<dyn Iterator<Item = fjall::Guard>> = if descending {
+            Box::new(range.rev())
+        } else {
+            Box::new(range)
+        };
         let mut rows = Vec::new();
         for guard in iter.take(limit) {
             let (key, value) = guard.into_inner()?;
@@ -173,5 +189,7 @@ impl Store {
 }
 
 fn map_name(map: Map) -> &'static str {
-    MAPS.iter().find(|(m, _)| *m == map).map_or("unknown", |(_, name)| name)
+    MAPS.iter()
+        .find(|(m, _)| *m == map)
+        .map_or("unknown", |(_, name)| name)
 }

@@ -29,20 +29,25 @@ impl EventFilter {
     /// Whether a client-format event passes the filter.
     #[must_use]
     pub fn matches(&self, event: &Value) -> bool {
-        let kind = event.get("type").and_then(Value::as_str).unwrap_or_default();
-        let sender = event.get("sender").and_then(Value::as_str).unwrap_or_default();
-        let allowed_type = self.types.as_ref().is_none_or(|types| types.iter().any(|p| pattern_matches(p, kind)));
+        let kind = event
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let sender = event
+            .get("sender")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let allowed_type = self
+            .types
+            .as_ref()
+            .is_none_or(|types| types.iter().any(|p| pattern_matches(p, kind)));
         let excluded_type = self.not_types.iter().any(|p| pattern_matches(p, kind));
-        let allowed_sender = self.senders.as_ref().is_none_or(|senders| senders.iter().any(|s| s == sender));
+        let allowed_sender = self
+            .senders
+            .as_ref()
+            .is_none_or(|senders| senders.iter().any(|s| s == sender));
         let excluded_sender = self.not_senders.iter().any(|s| s == sender);
         allowed_type && !excluded_type && allowed_sender && !excluded_sender
-    }
-
-    /// Whether events of `room_id` pass the room lists.
-    #[must_use]
-    pub fn allows_room(&self, room_id: &str) -> bool {
-        self.rooms.as_ref().is_none_or(|rooms| rooms.iter().any(|r| r == room_id))
-            && !self.not_rooms.iter().any(|r| r == room_id)
     }
 }
 
@@ -94,7 +99,9 @@ impl RoomFilter {
     /// Whether `room_id` is selected.
     #[must_use]
     pub fn allows_room(&self, room_id: &str) -> bool {
-        self.rooms.as_ref().is_none_or(|rooms| rooms.iter().any(|r| r == room_id))
+        self.rooms
+            .as_ref()
+            .is_none_or(|rooms| rooms.iter().any(|r| r == room_id))
             && !self.not_rooms.iter().any(|r| r == room_id)
     }
 }
@@ -107,9 +114,10 @@ pub fn pattern_matches(pattern: &str, value: &str) -> bool {
         Some((head, tail)) => {
             value.starts_with(head)
                 && value.len() >= head.len()
-                && (tail.is_empty() || (1..=value.len() - head.len()).chain([0]).any(|skip| {
-                    pattern_matches(tail, &value[(head.len() + skip).min(value.len())..])
-                }))
+                && (tail.is_empty()
+                    || (1..=value.len() - head.len()).chain([0]).any(|skip| {
+                        pattern_matches(tail, &value[(head.len() + skip).min(value.len())..])
+                    }))
         }
     }
 }
@@ -120,7 +128,8 @@ pub fn pattern_matches(pattern: &str, value: &str) -> bool {
 ///
 /// `M_NOT_JSON` for invalid JSON, `M_BAD_JSON` for the wrong shape.
 pub fn parse<T: serde::de::DeserializeOwned>(text: &str) -> ApiResult<T> {
-    let value: Value = serde_json::from_str(text).map_err(|e| MatrixError::not_json(format!("Filter is not valid JSON: {e}")))?;
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| MatrixError::not_json(format!("Filter is not valid JSON: {e}")))?;
     if !value.is_object() {
         return Err(MatrixError::bad_json("Filter must be a JSON object"));
     }
@@ -142,7 +151,11 @@ mod tests {
 
     #[test]
     fn types_and_not_types() {
-        let filter = EventFilter { types: Some(vec!["m.room.*".into()]), not_types: vec!["m.room.member".into()], ..EventFilter::default() };
+        let filter = EventFilter {
+            types: Some(vec!["m.room.*".into()]),
+            not_types: vec!["m.room.member".into()],
+            ..EventFilter::default()
+        };
         assert!(filter.matches(&json!({ "type": "m.room.message" })));
         assert!(!filter.matches(&json!({ "type": "m.room.member" })));
         assert!(!filter.matches(&json!({ "type": "m.reaction" })));

@@ -44,16 +44,23 @@ pub async fn sync(shard: &Shard, request: &ApiRequest) -> ApiResult<Value> {
         ),
         None => None,
     };
-    let timeout = Duration::from_millis(request.query_u64("timeout")?.unwrap_or(0)).min(MAX_TIMEOUT);
+    let timeout =
+        Duration::from_millis(request.query_u64("timeout")?.unwrap_or(0)).min(MAX_TIMEOUT);
     let full_state = match request.query("full_state") {
         None | Some("false") => false,
         Some("true") => true,
-        Some(_) => return Err(MatrixError::invalid_param("full_state must be true or false")),
-    };
-    if let Some(presence) = request.query("set_presence") {
-        if !matches!(presence, "online" | "offline" | "unavailable") {
-            return Err(MatrixError::invalid_param("set_presence must be online, offline or unavailable"));
+        Some(_) => {
+            return Err(MatrixError::invalid_param(
+                "full_state must be true or false",
+            ));
         }
+    };
+    if let Some(presence) = request.query("set_presence")
+        && !matches!(presence, "online" | "offline" | "unavailable")
+    {
+        return Err(MatrixError::invalid_param(
+            "set_presence must be online, offline or unavailable",
+        ));
     }
     let sync_filter = load_filter(shard, request, auth)?;
 
@@ -69,7 +76,15 @@ pub async fn sync(shard: &Shard, request: &ApiRequest) -> ApiResult<Value> {
             waited = true;
             continue;
         }
-        return build_response(shard, auth, since.as_deref(), &upto, &changed, full_state, &sync_filter);
+        return build_response(
+            shard,
+            auth,
+            since.as_deref(),
+            &upto,
+            &changed,
+            full_state,
+            &sync_filter,
+        );
     }
 }
 
@@ -80,7 +95,8 @@ fn load_filter(shard: &Shard, request: &ApiRequest, auth: &Auth) -> ApiResult<Sy
         Some(filter_id) => {
             let stored = stored_filter::load(shard, auth.user_id.as_str(), filter_id)?
                 .ok_or_else(|| MatrixError::not_found("Unknown filter ID"))?;
-            serde_json::from_value(stored).map_err(|e| MatrixError::bad_json(format!("Invalid stored filter: {e}")))
+            serde_json::from_value(stored)
+                .map_err(|e| MatrixError::bad_json(format!("Invalid stored filter: {e}")))
         }
     }
 }
@@ -104,10 +120,13 @@ fn changed_rooms(
         let owner = shard.owner(room_id.as_str());
         let upper = upto.get(owner).copied().unwrap_or(0);
         let include = match since {
-            None => matches!(room.membership.as_str(), "join" | "invite") || room_filter.include_leave,
+            None => {
+                matches!(room.membership.as_str(), "join" | "invite") || room_filter.include_leave
+            }
             Some(since) => {
                 let lower = since.get(owner).copied().unwrap_or(0);
-                room.last_pos.min(upper) > lower || (room.membership_pos > lower && room.membership_pos <= upper)
+                room.last_pos.min(upper) > lower
+                    || (room.membership_pos > lower && room.membership_pos <= upper)
             }
         };
         if include {
@@ -126,14 +145,26 @@ fn build_response(
     full_state: bool,
     sync_filter: &SyncFilter,
 ) -> ApiResult<Value> {
-    let viewer = Viewer { user_id: auth.user_id.as_str(), device_id: &auth.device_id };
+    let viewer = Viewer {
+        user_id: auth.user_id.as_str(),
+        device_id: &auth.device_id,
+    };
     let (mut join, mut invite, mut leave) = (JsonMap::new(), JsonMap::new(), JsonMap::new());
     for (room_id, room) in changed {
         let owner = shard.owner(room_id.as_str());
-        let lower = since.and_then(|since| since.get(owner).copied()).unwrap_or(0);
+        let lower = since
+            .and_then(|since| since.get(owner).copied())
+            .unwrap_or(0);
         let upper = upto.get(owner).copied().unwrap_or(0).max(lower);
         let visibility = Visibility::load(&shard.store, room_id.as_str(), auth.user_id.as_str())?;
-        let section = RoomSection { room_id, visibility, lower, upper, initial: since.is_none(), full_state };
+        let section = RoomSection {
+            room_id,
+            visibility,
+            lower,
+            upper,
+            initial: since.is_none(),
+            full_state,
+        };
         match room.membership.as_str() {
             "join" => {
                 let value = joined_room(shard, viewer, &section, room, sync_filter)?;
@@ -143,7 +174,10 @@ fn build_response(
                 invite.insert(room_id.to_string(), invited_room(shard, room_id)?);
             }
             "leave" | "ban" => {
-                let section = RoomSection { upper: room.membership_pos.min(upper), ..section };
+                let section = RoomSection {
+                    upper: room.membership_pos.min(upper),
+                    ..section
+                };
                 let value = left_room(shard, viewer, &section, sync_filter)?;
                 leave.insert(room_id.to_string(), value);
             }
@@ -162,7 +196,10 @@ fn build_response(
 }
 
 fn kind_of(event: &Value) -> &str {
-    event.get("type").and_then(Value::as_str).unwrap_or_default()
+    event
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 /// The event in the filter's `event_format`.
@@ -193,13 +230,37 @@ struct Timeline {
     first_pos: u64,
 }
 
-fn joined_room(shard: &Shard, viewer: Viewer<'_>, section: &RoomSection<'_>, room: &UserRoom, sync_filter: &SyncFilter) -> ApiResult<Value> {
+fn joined_room(
+    shard: &Shard,
+    viewer: Viewer<'_>,
+    section: &RoomSection<'_>,
+    room: &UserRoom,
+    sync_filter: &SyncFilter,
+) -> ApiResult<Value> {
     let timeline = read_timeline(shard, viewer, section, sync_filter)?;
     let joined_now = room.membership_pos > section.lower;
     let state = if section.initial || section.full_state || joined_now {
-        state_events(shard, viewer, section.room_id, 0, timeline.first_pos, &timeline.state_keys, section.upper, sync_filter)?
+        state_events(
+            shard,
+            viewer,
+            section.room_id,
+            0,
+            timeline.first_pos,
+            &timeline.state_keys,
+            section.upper,
+            sync_filter,
+        )?
     } else if timeline.limited {
-        state_events(shard, viewer, section.room_id, section.lower, timeline.first_pos, &timeline.state_keys, section.upper, sync_filter)?
+        state_events(
+            shard,
+            viewer,
+            section.room_id,
+            section.lower,
+            timeline.first_pos,
+            &timeline.state_keys,
+            section.upper,
+            sync_filter,
+        )?
     } else {
         Vec::new()
     };
@@ -217,7 +278,12 @@ fn joined_room(shard: &Shard, viewer: Viewer<'_>, section: &RoomSection<'_>, roo
     }))
 }
 
-fn left_room(shard: &Shard, viewer: Viewer<'_>, section: &RoomSection<'_>, sync_filter: &SyncFilter) -> ApiResult<Value> {
+fn left_room(
+    shard: &Shard,
+    viewer: Viewer<'_>,
+    section: &RoomSection<'_>,
+    sync_filter: &SyncFilter,
+) -> ApiResult<Value> {
     let timeline = read_timeline(shard, viewer, section, sync_filter)?;
     Ok(json!({
         "timeline": {
@@ -242,23 +308,37 @@ fn invited_room(shard: &Shard, room_id: &OwnedRoomId) -> ApiResult<Value> {
         "m.room.topic",
     ];
     let mut events = Vec::new();
-    for (key, event_id) in shard.store.scan_prefix(Map::RoomState, &keys::prefix(room_id.as_str()))? {
+    for (key, event_id) in shard
+        .store
+        .scan_prefix(Map::RoomState, &keys::prefix(room_id.as_str()))?
+    {
         let mut parts = key.split(|b| *b == 0).skip(1);
         let kind = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
-        if STRIPPED_TYPES.contains(&kind.as_str()) || kind == "m.room.member" {
-            if let Some(record) = shard.store.get_json::<EventRecord>(Map::Events, &event_id)? {
-                if kind != "m.room.member" || record.pdu.get("content").and_then(|c| c.get("membership")) == Some(&json!("invite")) {
-                    events.push(client_format::stripped(&record));
-                }
-            }
+        if (STRIPPED_TYPES.contains(&kind.as_str()) || kind == "m.room.member")
+            && let Some(record) = shard
+                .store
+                .get_json::<EventRecord>(Map::Events, &event_id)?
+            && (kind != "m.room.member"
+                || record.pdu.get("content").and_then(|c| c.get("membership"))
+                    == Some(&json!("invite")))
+        {
+            events.push(client_format::stripped(&record));
         }
     }
     Ok(json!({ "invite_state": { "events": events } }))
 }
 
-fn read_timeline(shard: &Shard, viewer: Viewer<'_>, section: &RoomSection<'_>, sync_filter: &SyncFilter) -> ApiResult<Timeline> {
+fn read_timeline(
+    shard: &Shard,
+    viewer: Viewer<'_>,
+    section: &RoomSection<'_>,
+    sync_filter: &SyncFilter,
+) -> ApiResult<Timeline> {
     let timeline_filter = &sync_filter.room.timeline;
-    let limit = timeline_filter.limit.unwrap_or(DEFAULT_TIMELINE_LIMIT).clamp(1, 1000);
+    let limit = timeline_filter
+        .limit
+        .unwrap_or(DEFAULT_TIMELINE_LIMIT)
+        .clamp(1, 1000);
     let limit = usize::try_from(limit).unwrap_or(1000);
     let room_id = section.room_id.as_str();
     let rows = shard.store.scan_range(
@@ -277,19 +357,35 @@ fn read_timeline(shard: &Shard, viewer: Viewer<'_>, section: &RoomSection<'_>, s
         let pos = keys::timeline_pos(&key);
         first_pos = first_pos.min(pos);
         let event_id = String::from_utf8_lossy(&event_id);
-        let Some((event, record)) = client_format::load(&shard.store, &event_id, Some(viewer), now) else {
+        let Some((event, record)) = client_format::load(&shard.store, &event_id, Some(viewer), now)
+        else {
             continue;
         };
-        if !timeline_filter.matches(&event) || !section.visibility.can_see(pos, kind_of(&event), event.get("state_key").and_then(Value::as_str)) {
+        if !timeline_filter.matches(&event)
+            || !section.visibility.can_see(
+                pos,
+                kind_of(&event),
+                event.get("state_key").and_then(Value::as_str),
+            )
+        {
             continue;
         }
         let event = render(sync_filter, event, record);
-        if let (Some(kind), Some(state_key)) = (event.get("type").and_then(Value::as_str), event.get("state_key").and_then(Value::as_str)) {
+        if let (Some(kind), Some(state_key)) = (
+            event.get("type").and_then(Value::as_str),
+            event.get("state_key").and_then(Value::as_str),
+        ) {
             state_keys.push((kind.to_owned(), state_key.to_owned()));
         }
         events.push(event);
     }
-    Ok(Timeline { events, state_keys, limited, prev_batch: first_pos, first_pos })
+    Ok(Timeline {
+        events,
+        state_keys,
+        limited,
+        prev_batch: first_pos,
+        first_pos,
+    })
 }
 
 /// Current state events whose position is in `(lower, before)` and not
@@ -307,7 +403,10 @@ fn state_events(
 ) -> ApiResult<Vec<Value>> {
     let now = now_millis();
     let mut events = Vec::new();
-    for (key, event_id) in shard.store.scan_prefix(Map::RoomState, &keys::prefix(room_id.as_str()))? {
+    for (key, event_id) in shard
+        .store
+        .scan_prefix(Map::RoomState, &keys::prefix(room_id.as_str()))?
+    {
         let mut parts = key.split(|b| *b == 0).skip(1);
         let kind = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
         let state_key = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
@@ -315,10 +414,15 @@ fn state_events(
             continue;
         }
         let event_id = String::from_utf8_lossy(&event_id);
-        let Some((event, record)) = client_format::load(&shard.store, &event_id, Some(viewer), now) else {
+        let Some((event, record)) = client_format::load(&shard.store, &event_id, Some(viewer), now)
+        else {
             continue;
         };
-        if record.pos > lower && record.pos < before && record.pos <= upper && sync_filter.room.state.matches(&event) {
+        if record.pos > lower
+            && record.pos < before
+            && record.pos <= upper
+            && sync_filter.room.state.matches(&event)
+        {
             events.push(render(sync_filter, event, record));
         }
     }

@@ -12,7 +12,7 @@ use eltrix_shards::ShardId;
 use ruma::{OwnedRoomId, OwnedUserId};
 use tokio::sync::oneshot;
 
-use crate::store::{MembershipRecord, Map, Store, StoreError, keys};
+use crate::store::{Map, MembershipRecord, Store, StoreError, keys};
 
 /// An event announced by the shard that owns its room.
 #[derive(Debug, Clone)]
@@ -54,7 +54,10 @@ impl SyncIndex {
     /// position persisted before this start.
     #[must_use]
     pub fn new(nr_shards: usize, boot_pos: u64) -> Self {
-        Self { frontier: vec![boot_pos; nr_shards], users: HashMap::new() }
+        Self {
+            frontier: vec![boot_pos; nr_shards],
+            users: HashMap::new(),
+        }
     }
 
     /// Applies an announcement and wakes the affected users' `/sync`.
@@ -66,17 +69,20 @@ impl SyncIndex {
             let Some(user) = self.users.get_mut(user_id) else {
                 continue;
             };
-            let entry = user.rooms.entry(note.room_id.clone()).or_insert_with(|| UserRoom {
-                membership: "leave".to_owned(),
-                membership_pos: 0,
-                last_pos: 0,
-            });
+            let entry = user
+                .rooms
+                .entry(note.room_id.clone())
+                .or_insert_with(|| UserRoom {
+                    membership: "leave".to_owned(),
+                    membership_pos: 0,
+                    last_pos: 0,
+                });
             entry.last_pos = entry.last_pos.max(note.pos);
-            if let Some((member, membership)) = &note.membership {
-                if member == user_id {
-                    entry.membership.clone_from(membership);
-                    entry.membership_pos = note.pos;
-                }
+            if let Some((member, membership)) = &note.membership
+                && member == user_id
+            {
+                entry.membership.clone_from(membership);
+                entry.membership_pos = note.pos;
             }
             for waiter in user.waiters.drain(..) {
                 let _ = waiter.send(());
@@ -89,7 +95,11 @@ impl SyncIndex {
     /// # Errors
     ///
     /// Returns a storage error.
-    pub fn user(&mut self, store: &Store, user_id: &OwnedUserId) -> Result<&mut UserIndex, StoreError> {
+    pub fn user(
+        &mut self,
+        store: &Store,
+        user_id: &OwnedUserId,
+    ) -> Result<&mut UserIndex, StoreError> {
         if !self.users.contains_key(user_id) {
             let loaded = load_user(store, user_id)?;
             self.users.insert(user_id.clone(), loaded);
@@ -122,12 +132,6 @@ impl SyncIndex {
             }
         }
     }
-
-    /// Number of `/sync` requests waiting on this shard.
-    #[must_use]
-    pub fn waiter_count(&self) -> usize {
-        self.users.values().map(|user| user.waiters.len()).sum()
-    }
 }
 
 fn load_user(store: &Store, user_id: &OwnedUserId) -> Result<UserIndex, StoreError> {
@@ -149,7 +153,11 @@ fn load_user(store: &Store, user_id: &OwnedUserId) -> Result<UserIndex, StoreErr
             )?
             .first()
             .map_or(record.pos, |(key, _)| keys::timeline_pos(key));
-        let room = UserRoom { membership: record.membership, membership_pos: record.pos, last_pos };
+        let room = UserRoom {
+            membership: record.membership,
+            membership_pos: record.pos,
+            last_pos,
+        };
         index.rooms.insert(room_id, room);
     }
     Ok(index)

@@ -17,7 +17,11 @@ pub fn format_sync(frontier: &[u64]) -> String {
 #[must_use]
 pub fn parse_sync(token: &str, nr_shards: usize) -> Option<Vec<u64>> {
     let body = token.strip_prefix('s')?;
-    let positions = body.split('_').map(str::parse::<u64>).collect::<Result<Vec<_>, _>>().ok()?;
+    let positions = body
+        .split('_')
+        .map(str::parse::<u64>)
+        .collect::<Result<Vec<_>, _>>()
+        .ok()?;
     if positions.is_empty() {
         return None;
     }
@@ -37,7 +41,9 @@ pub fn parse_boundary(token: &str, shard: usize, nr_shards: usize) -> Option<u64
     }
     // Everything up to a sync token's position was delivered: the boundary
     // sits just after it.
-    parse_sync(token, nr_shards)?.get(shard).map(|pos| pos.saturating_add(1))
+    parse_sync(token, nr_shards)?
+        .get(shard)
+        .map(|pos| pos.saturating_add(1))
 }
 
 /// Formats a room-timeline boundary.

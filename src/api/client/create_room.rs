@@ -54,19 +54,47 @@ struct InitialState {
 pub async fn create_room(shard: &Rc<Shard>, request: &ApiRequest) -> ApiResult<Value> {
     let sender = request.auth()?.user_id.clone();
     let body: CreateRoomBody = request.body()?;
-    let version = body.room_version.clone().unwrap_or_else(|| versions::DEFAULT_ROOM_VERSION.to_owned());
+    let version = body
+        .room_version
+        .clone()
+        .unwrap_or_else(|| versions::DEFAULT_ROOM_VERSION.to_owned());
     let (version_id, rules) = versions::rules_for(&version)?;
     let invites = parse_invites(&body.invite)?;
     let created_ts = now_millis();
     let preset = preset_of(&body);
-    let extra_creators: &[OwnedUserId] = if preset == "trusted_private_chat" { &invites } else { &[] };
-    let create = create_draft(&sender, &version_id, body.creation_content.clone(), extra_creators, created_ts)?;
+    let extra_creators: &[OwnedUserId] = if preset == "trusted_private_chat" {
+        &invites
+    } else {
+        &[]
+    };
+    let create = create_draft(
+        &sender,
+        &version_id,
+        body.creation_content.clone(),
+        extra_creators,
+        created_ts,
+    )?;
 
     let room_id = if rules.authorization.room_create_event_id_as_room_id {
-        let placeholder = OwnedRoomId::try_from(format!("!placeholder:{}", shard.config.server_name))
-            .map_err(|e| MatrixError::internal(e.to_string()))?;
-        let room = Room::new(placeholder, version_id.clone(), rules.clone(), sender.clone(), created_ts);
-        builder::build(&room, &create, &shard.config.server_name, &shard.key, 0, created_ts)?.room_id
+        let placeholder =
+            OwnedRoomId::try_from(format!("!placeholder:{}", shard.config.server_name))
+                .map_err(|e| MatrixError::internal(e.to_string()))?;
+        let room = Room::new(
+            placeholder,
+            version_id.clone(),
+            rules.clone(),
+            sender.clone(),
+            created_ts,
+        );
+        builder::build(
+            &room,
+            &create,
+            &shard.config.server_name,
+            &shard.key,
+            0,
+            created_ts,
+        )?
+        .room_id
     } else {
         OwnedRoomId::try_from(format!("!{}:{}", random_id(18), shard.config.server_name))
             .map_err(|e| MatrixError::internal(e.to_string()))?
@@ -77,7 +105,14 @@ pub async fn create_room(shard: &Rc<Shard>, request: &ApiRequest) -> ApiResult<V
         None => None,
     };
     let mut drafts = vec![create];
-    drafts.extend(initial_drafts(&sender, &version_id, &body, &preset, alias.as_deref(), &invites)?);
+    drafts.extend(initial_drafts(
+        &sender,
+        &version_id,
+        &body,
+        &preset,
+        alias.as_deref(),
+        &invites,
+    )?);
 
     let owner = shard.owner(room_id.as_str());
     let target = room_id.clone();
@@ -127,7 +162,9 @@ fn create_draft(
     created_ts: u64,
 ) -> ApiResult<EventDraft> {
     let mut content = creation_content.unwrap_or_default();
-    let rules = version.rules().ok_or_else(|| MatrixError::unsupported_room_version("Unknown room version"))?;
+    let rules = version
+        .rules()
+        .ok_or_else(|| MatrixError::unsupported_room_version("Unknown room version"))?;
     if !rules.authorization.use_room_create_sender {
         content.insert("creator".to_owned(), json!(sender));
     }
@@ -162,32 +199,83 @@ fn initial_drafts(
     let (join_rule, guest_access) = match preset {
         "public_chat" => ("public", "forbidden"),
         "private_chat" | "trusted_private_chat" => ("invite", "can_join"),
-        other => return Err(MatrixError::invalid_param(format!("Unknown preset {other:?}"))),
+        other => {
+            return Err(MatrixError::invalid_param(format!(
+                "Unknown preset {other:?}"
+            )));
+        }
     };
 
-    let mut drafts = vec![super::membership::member_draft(sender, sender, "join", None)];
-    drafts.push(EventDraft::state(sender, "m.room.power_levels", "", power_levels(sender, version, body, preset, invites)));
+    let mut drafts = vec![super::membership::member_draft(
+        sender, sender, "join", None,
+    )];
+    drafts.push(EventDraft::state(
+        sender,
+        "m.room.power_levels",
+        "",
+        power_levels(sender, version, body, preset, invites),
+    ));
     if let Some(alias) = alias {
-        drafts.push(EventDraft::state(sender, "m.room.canonical_alias", "", json!({ "alias": alias })));
+        drafts.push(EventDraft::state(
+            sender,
+            "m.room.canonical_alias",
+            "",
+            json!({ "alias": alias }),
+        ));
     }
-    drafts.push(EventDraft::state(sender, "m.room.join_rules", "", json!({ "join_rule": join_rule })));
-    drafts.push(EventDraft::state(sender, "m.room.history_visibility", "", json!({ "history_visibility": "shared" })));
-    drafts.push(EventDraft::state(sender, "m.room.guest_access", "", json!({ "guest_access": guest_access })));
+    drafts.push(EventDraft::state(
+        sender,
+        "m.room.join_rules",
+        "",
+        json!({ "join_rule": join_rule }),
+    ));
+    drafts.push(EventDraft::state(
+        sender,
+        "m.room.history_visibility",
+        "",
+        json!({ "history_visibility": "shared" }),
+    ));
+    drafts.push(EventDraft::state(
+        sender,
+        "m.room.guest_access",
+        "",
+        json!({ "guest_access": guest_access }),
+    ));
     for state in &body.initial_state {
-        drafts.push(EventDraft::state(sender, &state.kind, &state.state_key, state.content.clone()));
+        drafts.push(EventDraft::state(
+            sender,
+            &state.kind,
+            &state.state_key,
+            state.content.clone(),
+        ));
     }
     if let Some(name) = &body.name {
-        drafts.push(EventDraft::state(sender, "m.room.name", "", json!({ "name": name })));
+        drafts.push(EventDraft::state(
+            sender,
+            "m.room.name",
+            "",
+            json!({ "name": name }),
+        ));
     }
     if let Some(topic) = &body.topic {
-        drafts.push(EventDraft::state(sender, "m.room.topic", "", json!({ "topic": topic })));
+        drafts.push(EventDraft::state(
+            sender,
+            "m.room.topic",
+            "",
+            json!({ "topic": topic }),
+        ));
     }
     for invitee in invites {
         let mut content = json!({ "membership": "invite" });
         if body.is_direct {
             content["is_direct"] = json!(true);
         }
-        drafts.push(EventDraft::state(sender, "m.room.member", invitee.as_str(), content));
+        drafts.push(EventDraft::state(
+            sender,
+            "m.room.member",
+            invitee.as_str(),
+            content,
+        ));
     }
     Ok(drafts)
 }
@@ -199,7 +287,9 @@ fn power_levels(
     preset: &str,
     invites: &[OwnedUserId],
 ) -> Value {
-    let privileged_creators = version.rules().is_some_and(|rules| rules.authorization.explicitly_privilege_room_creators);
+    let privileged_creators = version
+        .rules()
+        .is_some_and(|rules| rules.authorization.explicitly_privilege_room_creators);
     let mut users = JsonMap::new();
     if !privileged_creators {
         users.insert(sender.to_string(), json!(100));
@@ -232,7 +322,9 @@ fn power_levels(
         "invite": 0,
         "historical": 100,
     });
-    if let (Some(overrides), Value::Object(map)) = (&body.power_level_content_override, &mut content) {
+    if let (Some(overrides), Value::Object(map)) =
+        (&body.power_level_content_override, &mut content)
+    {
         for (key, value) in overrides {
             map.insert(key.clone(), value.clone());
         }

@@ -31,11 +31,16 @@ struct PutAliasBody {
 fn parse_alias(shard: &Shard, alias: &str, must_be_local: bool) -> ApiResult<OwnedRoomAliasId> {
     let invalid = || MatrixError::invalid_param(format!("Invalid room alias {alias:?}"));
     let parsed = OwnedRoomAliasId::try_from(alias).map_err(|_| invalid())?;
-    if parsed.alias().is_empty() || alias.len() > 255 || alias.chars().any(|c| c.is_control() || c.is_whitespace()) {
+    if parsed.alias().is_empty()
+        || alias.len() > 255
+        || alias.chars().any(|c| c.is_control() || c.is_whitespace())
+    {
         return Err(invalid());
     }
     if must_be_local && parsed.server_name() != shard.config.server_name.as_str() {
-        return Err(MatrixError::invalid_param("Room alias must be on this server"));
+        return Err(MatrixError::invalid_param(
+            "Room alias must be on this server",
+        ));
     }
     Ok(parsed)
 }
@@ -69,7 +74,8 @@ pub async fn put(shard: &Shard, request: &ApiRequest, alias: &str) -> ApiResult<
     let auth = request.auth()?;
     let alias = parse_alias(shard, alias, true)?;
     let body: PutAliasBody = request.body()?;
-    let room_id = OwnedRoomId::try_from(body.room_id.as_str()).map_err(|_| MatrixError::invalid_param("Invalid room_id"))?;
+    let room_id = OwnedRoomId::try_from(body.room_id.as_str())
+        .map_err(|_| MatrixError::invalid_param("Invalid room_id"))?;
     if shard.store.get(Map::Rooms, room_id.as_bytes())?.is_none() {
         return Err(MatrixError::not_found("Unknown room"));
     }
@@ -80,11 +86,23 @@ pub async fn put(shard: &Shard, request: &ApiRequest, alias: &str) -> ApiResult<
     Ok(json!({}))
 }
 
-async fn store_alias(shard: &Shard, alias: &OwnedRoomAliasId, room_id: &OwnedRoomId, creator: &str) -> ApiResult<()> {
+async fn store_alias(
+    shard: &Shard,
+    alias: &OwnedRoomAliasId,
+    room_id: &OwnedRoomId,
+    creator: &str,
+) -> ApiResult<()> {
     let mut batch = WriteBatch::default();
-    let record = AliasRecord { room_id: room_id.to_string(), creator: creator.to_owned() };
+    let record = AliasRecord {
+        room_id: room_id.to_string(),
+        creator: creator.to_owned(),
+    };
     batch.put_json(Map::Aliases, alias.as_bytes().to_vec(), &record);
-    batch.put(Map::RoomAliases, keys::pair(room_id.as_str(), alias.as_str()), Vec::new());
+    batch.put(
+        Map::RoomAliases,
+        keys::pair(room_id.as_str(), alias.as_str()),
+        Vec::new(),
+    );
     shard.committer.commit(batch).await?;
     Ok(())
 }
@@ -99,12 +117,19 @@ pub async fn delete(shard: &Rc<Shard>, request: &ApiRequest, alias: &str) -> Api
         .store
         .get_json::<AliasRecord>(Map::Aliases, alias.as_bytes())?
         .ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
-    if record.creator != auth.user_id.as_str() && !may_manage_aliases(shard, &record.room_id, auth.user_id.to_string()).await? {
-        return Err(MatrixError::forbidden("Only the alias creator or a room moderator may delete it"));
+    if record.creator != auth.user_id.as_str()
+        && !may_manage_aliases(shard, &record.room_id, auth.user_id.to_string()).await?
+    {
+        return Err(MatrixError::forbidden(
+            "Only the alias creator or a room moderator may delete it",
+        ));
     }
     let mut batch = WriteBatch::default();
     batch.delete(Map::Aliases, alias.as_bytes().to_vec());
-    batch.delete(Map::RoomAliases, keys::pair(&record.room_id, alias.as_str()));
+    batch.delete(
+        Map::RoomAliases,
+        keys::pair(&record.room_id, alias.as_str()),
+    );
     shard.committer.commit(batch).await?;
     Ok(json!({}))
 }
@@ -122,7 +147,12 @@ async fn may_manage_aliases(shard: &Rc<Shard>, room_id: &str, user_id: String) -
             let room = room.borrow();
             let needed = room
                 .state_event("m.room.power_levels", "")
-                .and_then(|levels| levels.content_value().pointer("/events/m.room.canonical_alias").and_then(Value::as_i64))
+                .and_then(|levels| {
+                    levels
+                        .content_value()
+                        .pointer("/events/m.room.canonical_alias")
+                        .and_then(Value::as_i64)
+                })
                 .unwrap_or_else(|| room.required_power("state_default", 50));
             room.user_power(&user_id) >= needed
         })
@@ -134,10 +164,17 @@ async fn may_manage_aliases(shard: &Rc<Shard>, room_id: &str, user_id: String) -
 /// # Errors
 ///
 /// `M_INVALID_PARAM` for an invalid name, `M_ROOM_IN_USE` if it is taken.
-pub async fn claim_for_new_room(shard: &Rc<Shard>, name: &str, room_id: &OwnedRoomId, creator: &ruma::OwnedUserId) -> ApiResult<String> {
+pub async fn claim_for_new_room(
+    shard: &Rc<Shard>,
+    name: &str,
+    room_id: &OwnedRoomId,
+    creator: &ruma::OwnedUserId,
+) -> ApiResult<String> {
     let alias_text = format!("#{name}:{}", shard.config.server_name);
     if name.is_empty() || name.contains([':', '#', '\0']) || name.chars().any(char::is_whitespace) {
-        return Err(MatrixError::invalid_param("room_alias_name must be a localpart without ':' or spaces"));
+        return Err(MatrixError::invalid_param(
+            "room_alias_name must be a localpart without ':' or spaces",
+        ));
     }
     let alias = parse_alias(shard, &alias_text, true)?;
     let (room_id, creator) = (room_id.clone(), creator.to_string());
@@ -170,14 +207,22 @@ pub async fn release(shard: &Rc<Shard>, alias: &str, room_id: &OwnedRoomId) {
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/aliases`, on the room's shard:
 /// for joined members, or anyone if the room is world readable.
-pub fn room_aliases(shard: &Shard, request: &ApiRequest, room_id: &OwnedRoomId) -> ApiResult<Value> {
+pub fn room_aliases(
+    shard: &Shard,
+    request: &ApiRequest,
+    room_id: &OwnedRoomId,
+) -> ApiResult<Value> {
     let auth = request.auth()?;
-    let room = shard.room(room_id).map_err(|_| MatrixError::forbidden("You are not in this room"))?;
+    let room = shard
+        .room(room_id)
+        .map_err(|_| MatrixError::forbidden("You are not in this room"))?;
     let readable = {
         let room = room.borrow();
         let world_readable = room
             .state_event("m.room.history_visibility", "")
-            .is_some_and(|event| event.content_value().get("history_visibility") == Some(&json!("world_readable")));
+            .is_some_and(|event| {
+                event.content_value().get("history_visibility") == Some(&json!("world_readable"))
+            });
         world_readable || room.membership(auth.user_id.as_str()) == "join"
     };
     if !readable {

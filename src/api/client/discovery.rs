@@ -15,8 +15,10 @@ use crate::{
 /// rooms, messages, sync) are served.
 // NOTE: features added by these versions outside those flows (profiles,
 // devices, media, E2EE key upload, push rules) are not served yet.
-const SPEC_VERSIONS: [&str; 12] =
-    ["v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10", "v1.11", "v1.12"];
+const SPEC_VERSIONS: [&str; 12] = [
+    "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10", "v1.11",
+    "v1.12",
+];
 
 /// `GET /_matrix/client/versions`.
 pub fn versions() -> Value {
@@ -35,8 +37,10 @@ pub fn well_known(shard: &Shard) -> Value {
 
 /// `GET /_matrix/client/v3/capabilities`.
 pub fn capabilities() -> Value {
-    let available: serde_json::Map<String, Value> =
-        SUPPORTED.iter().map(|version| ((*version).to_owned(), json!("stable"))).collect();
+    let available: serde_json::Map<String, Value> = SUPPORTED
+        .iter()
+        .map(|version| ((*version).to_owned(), json!("stable")))
+        .collect();
     json!({
         "capabilities": {
             "m.room_versions": { "default": DEFAULT_ROOM_VERSION, "available": available },

@@ -26,7 +26,8 @@ fn check_owner(request: &ApiRequest, user_id: &str) -> ApiResult<()> {
 pub async fn create(shard: &Shard, request: &ApiRequest, user_id: &str) -> ApiResult<Value> {
     check_owner(request, user_id)?;
     let filter = Value::Object(request.body_object()?);
-    serde_json::from_value::<SyncFilter>(filter.clone()).map_err(|e| MatrixError::bad_json(format!("Invalid filter: {e}")))?;
+    serde_json::from_value::<SyncFilter>(filter.clone())
+        .map_err(|e| MatrixError::bad_json(format!("Invalid filter: {e}")))?;
     let filter_id = random_id(12).to_lowercase();
     let mut batch = WriteBatch::default();
     batch.put_json(Map::Filters, keys::pair(user_id, &filter_id), &filter);
@@ -35,7 +36,12 @@ pub async fn create(shard: &Shard, request: &ApiRequest, user_id: &str) -> ApiRe
 }
 
 /// `GET /_matrix/client/v3/user/{userId}/filter/{filterId}`.
-pub fn get(shard: &Shard, request: &ApiRequest, user_id: &str, filter_id: &str) -> ApiResult<Value> {
+pub fn get(
+    shard: &Shard,
+    request: &ApiRequest,
+    user_id: &str,
+    filter_id: &str,
+) -> ApiResult<Value> {
     check_owner(request, user_id)?;
     load(shard, user_id, filter_id)?.ok_or_else(|| MatrixError::not_found("Filter not found"))
 }
@@ -46,5 +52,7 @@ pub fn get(shard: &Shard, request: &ApiRequest, user_id: &str, filter_id: &str) 
 ///
 /// Returns a storage error.
 pub fn load(shard: &Shard, user_id: &str, filter_id: &str) -> ApiResult<Option<Value>> {
-    Ok(shard.store.get_json::<Value>(Map::Filters, &keys::pair(user_id, filter_id))?)
+    Ok(shard
+        .store
+        .get_json::<Value>(Map::Filters, &keys::pair(user_id, filter_id))?)
 }

@@ -46,24 +46,37 @@ pub fn flows() -> Value {
 pub async fn login(shard: &Rc<Shard>, request: &ApiRequest) -> ApiResult<Value> {
     let body: LoginBody = request.body()?;
     if body.kind != "m.login.password" {
-        return Err(MatrixError::unknown(format!("Unsupported login type {:?}", body.kind)));
+        return Err(MatrixError::unknown(format!(
+            "Unsupported login type {:?}",
+            body.kind
+        )));
     }
     let user = match &body.identifier {
         Some(identifier) if identifier.kind == "m.id.user" => identifier.user.clone(),
         Some(identifier) => {
-            return Err(MatrixError::unknown(format!("Unsupported identifier type {:?}", identifier.kind)));
+            return Err(MatrixError::unknown(format!(
+                "Unsupported identifier type {:?}",
+                identifier.kind
+            )));
         }
         None => body.user.clone(),
     };
     let user = user.ok_or_else(|| MatrixError::bad_json("Missing identifier.user"))?;
-    let password = body.password.ok_or_else(|| MatrixError::bad_json("Missing password"))?;
+    let password = body
+        .password
+        .ok_or_else(|| MatrixError::bad_json("Missing password"))?;
     let user_id = full_user_id(&user, &shard.config.server_name);
 
     let record = match &user_id {
-        Some(user_id) => shard.store.get_json::<UserRecord>(Map::Users, user_id.as_bytes())?,
+        Some(user_id) => shard
+            .store
+            .get_json::<UserRecord>(Map::Users, user_id.as_bytes())?,
         None => None,
     };
-    let stored_hash = record.as_ref().filter(|r| !r.deactivated).and_then(|r| r.password_hash.clone());
+    let stored_hash = record
+        .as_ref()
+        .filter(|r| !r.deactivated)
+        .and_then(|r| r.password_hash.clone());
     let verified = shard.passwords.verify(password, stored_hash).await;
     let (true, Some(user_id)) = (verified, user_id) else {
         return Err(MatrixError::forbidden("Invalid username or password"));
@@ -74,7 +87,8 @@ pub async fn login(shard: &Rc<Shard>, request: &ApiRequest) -> ApiResult<Value> 
     shard
         .on_shard(owner, move |shard| async move {
             let mut batch = WriteBatch::default();
-            let (device_id, token) = issue_device(&shard, &mut batch, &user_id, device_id, display_name)?;
+            let (device_id, token) =
+                issue_device(&shard, &mut batch, &user_id, device_id, display_name)?;
             shard.committer.commit(batch).await?;
             tracing::info!(user_id, device_id, "logged in");
             Ok(json!({
@@ -113,17 +127,29 @@ pub fn issue_device(
 ) -> ApiResult<(String, String)> {
     let device_id = device_id.unwrap_or_else(new_device_id);
     if device_id.is_empty() || device_id.len() > 255 || device_id.contains('\0') {
-        return Err(MatrixError::invalid_param("device_id must be 1 to 255 bytes without NUL"));
+        return Err(MatrixError::invalid_param(
+            "device_id must be 1 to 255 bytes without NUL",
+        ));
     }
     let device_key = keys::pair(user_id, &device_id);
-    if let Some(old) = shard.store.get_json::<DeviceRecord>(Map::Devices, &device_key)? {
+    if let Some(old) = shard
+        .store
+        .get_json::<DeviceRecord>(Map::Devices, &device_key)?
+    {
         batch.delete(Map::Tokens, old.token_hash.into_bytes());
     }
     let token = new_access_token();
     let token_hash = hash_token(&token);
-    let owner = TokenRecord { user_id: user_id.to_owned(), device_id: device_id.clone() };
+    let owner = TokenRecord {
+        user_id: user_id.to_owned(),
+        device_id: device_id.clone(),
+    };
     batch.put_json(Map::Tokens, token_hash.clone().into_bytes(), &owner);
-    let device = DeviceRecord { display_name, token_hash, last_seen_ts: now_millis() };
+    let device = DeviceRecord {
+        display_name,
+        token_hash,
+        last_seen_ts: now_millis(),
+    };
     batch.put_json(Map::Devices, device_key, &device);
     Ok((device_id, token))
 }
@@ -141,16 +167,32 @@ pub async fn logout(shard: &Shard, request: &ApiRequest) -> ApiResult<Value> {
 pub async fn logout_all(shard: &Shard, request: &ApiRequest) -> ApiResult<Value> {
     let auth = request.auth()?;
     let mut batch = WriteBatch::default();
-    for (key, _) in shard.store.scan_prefix(Map::Devices, &keys::prefix(auth.user_id.as_str()))? {
-        remove_device(shard, &mut batch, auth.user_id.as_str(), &keys::last_part(&key))?;
+    for (key, _) in shard
+        .store
+        .scan_prefix(Map::Devices, &keys::prefix(auth.user_id.as_str()))?
+    {
+        remove_device(
+            shard,
+            &mut batch,
+            auth.user_id.as_str(),
+            &keys::last_part(&key),
+        )?;
     }
     shard.committer.commit(batch).await?;
     Ok(json!({}))
 }
 
-fn remove_device(shard: &Shard, batch: &mut WriteBatch, user_id: &str, device_id: &str) -> ApiResult<()> {
+fn remove_device(
+    shard: &Shard,
+    batch: &mut WriteBatch,
+    user_id: &str,
+    device_id: &str,
+) -> ApiResult<()> {
     let device_key = keys::pair(user_id, device_id);
-    if let Some(device) = shard.store.get_json::<DeviceRecord>(Map::Devices, &device_key)? {
+    if let Some(device) = shard
+        .store
+        .get_json::<DeviceRecord>(Map::Devices, &device_key)?
+    {
         batch.delete(Map::Tokens, device.token_hash.into_bytes());
     }
     batch.delete(Map::Devices, device_key);

@@ -15,9 +15,15 @@ use crate::{
 };
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/joined_members`.
-pub fn joined_members(shard: &Shard, request: &ApiRequest, room_id: &OwnedRoomId) -> ApiResult<Value> {
+pub fn joined_members(
+    shard: &Shard,
+    request: &ApiRequest,
+    room_id: &OwnedRoomId,
+) -> ApiResult<Value> {
     let auth = request.auth()?;
-    let room = shard.room(room_id).map_err(|_| MatrixError::forbidden("You are not in this room"))?;
+    let room = shard
+        .room(room_id)
+        .map_err(|_| MatrixError::forbidden("You are not in this room"))?;
     let room = room.borrow();
     if room.membership(auth.user_id.as_str()) != "join" {
         return Err(MatrixError::forbidden("You are not in this room"));
@@ -47,10 +53,14 @@ pub fn members(shard: &Shard, request: &ApiRequest, room_id: &OwnedRoomId) -> Ap
     let except = request.query("not_membership");
     for value in [only, except].into_iter().flatten() {
         if !MEMBERSHIPS.contains(&value) {
-            return Err(MatrixError::invalid_param(format!("Unknown membership {value:?}")));
+            return Err(MatrixError::invalid_param(format!(
+                "Unknown membership {value:?}"
+            )));
         }
     }
-    let room = shard.room(room_id).map_err(|_| MatrixError::forbidden("You are not in this room"))?;
+    let room = shard
+        .room(room_id)
+        .map_err(|_| MatrixError::forbidden("You are not in this room"))?;
     let room = room.borrow();
     let view = state_view(shard, &room, auth.user_id.as_str())?;
     let now = now_millis();
@@ -59,11 +69,15 @@ pub fn members(shard: &Shard, request: &ApiRequest, room_id: &OwnedRoomId) -> Ap
         if kind != "m.room.member" {
             continue;
         }
-        let Some((event, _)) = client_format::load(&shard.store, &event_id, Some(viewer(auth)), now) else {
+        let Some((event, _)) =
+            client_format::load(&shard.store, &event_id, Some(viewer(auth)), now)
+        else {
             continue;
         };
         let membership = event.pointer("/content/membership").and_then(Value::as_str);
-        if only.is_some_and(|only| membership != Some(only)) || except.is_some_and(|except| membership == Some(except)) {
+        if only.is_some_and(|only| membership != Some(only))
+            || except.is_some_and(|except| membership == Some(except))
+        {
             continue;
         }
         chunk.push(event);

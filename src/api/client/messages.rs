@@ -33,7 +33,10 @@ const MAX_LIMIT: u64 = 1000;
 /// The viewer of a request.
 #[must_use]
 pub fn viewer(auth: &Auth) -> Viewer<'_> {
-    Viewer { user_id: auth.user_id.as_str(), device_id: &auth.device_id }
+    Viewer {
+        user_id: auth.user_id.as_str(),
+        device_id: &auth.device_id,
+    }
 }
 
 /// Which state of a room a user may read.
@@ -53,10 +56,14 @@ pub enum StateView {
 /// it.
 pub fn state_view(shard: &Shard, room: &Room, user_id: &str) -> ApiResult<StateView> {
     let forbidden = || MatrixError::forbidden("You are not in this room");
-    let member = room.state_event("m.room.member", user_id).ok_or_else(forbidden)?;
+    let member = room
+        .state_event("m.room.member", user_id)
+        .ok_or_else(forbidden)?;
     match member.membership().as_deref() {
         Some("join") => Ok(StateView::Current),
-        Some("leave" | "ban") if !forgot(shard, &room.room_id, user_id)? => Ok(StateView::At(member.pos)),
+        Some("leave" | "ban") if !forgot(shard, &room.room_id, user_id)? => {
+            Ok(StateView::At(member.pos))
+        }
         _ => Err(forbidden()),
     }
 }
@@ -66,9 +73,17 @@ pub fn state_view(shard: &Shard, room: &Room, user_id: &str) -> ApiResult<StateV
 /// # Errors
 ///
 /// Returns a storage error.
-pub fn state_event_ids(shard: &Shard, room: &Room, view: StateView) -> ApiResult<BTreeMap<(String, String), String>> {
+pub fn state_event_ids(
+    shard: &Shard,
+    room: &Room,
+    view: StateView,
+) -> ApiResult<BTreeMap<(String, String), String>> {
     match view {
-        StateView::Current => Ok(room.state.iter().map(|(key, pdu)| (key.clone(), pdu.event_id.to_string())).collect()),
+        StateView::Current => Ok(room
+            .state
+            .iter()
+            .map(|(key, pdu)| (key.clone(), pdu.event_id.to_string()))
+            .collect()),
         StateView::At(pos) => Ok(history::state_at(&shard.store, room.room_id.as_str(), pos)?),
     }
 }
@@ -92,22 +107,38 @@ pub fn visibility(shard: &Shard, room_id: &OwnedRoomId, user_id: &str) -> ApiRes
 /// record, which every later membership event writes again.
 fn forgot(shard: &Shard, room_id: &OwnedRoomId, user_id: &str) -> ApiResult<bool> {
     let local = user_id.ends_with(&format!(":{}", shard.config.server_name));
-    Ok(local && shard.store.get(Map::UserRooms, &keys::pair(user_id, room_id.as_str()))?.is_none())
+    Ok(local
+        && shard
+            .store
+            .get(Map::UserRooms, &keys::pair(user_id, room_id.as_str()))?
+            .is_none())
 }
 
 fn event_visible(visibility: &Visibility, pos: u64, event: &Value) -> bool {
-    let kind = event.get("type").and_then(Value::as_str).unwrap_or_default();
+    let kind = event
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let state_key = event.get("state_key").and_then(Value::as_str);
     visibility.can_see(pos, kind, state_key)
 }
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}`.
-pub fn event(shard: &Shard, request: &ApiRequest, room_id: &OwnedRoomId, event_id: &str) -> ApiResult<Value> {
+pub fn event(
+    shard: &Shard,
+    request: &ApiRequest,
+    room_id: &OwnedRoomId,
+    event_id: &str,
+) -> ApiResult<Value> {
     let auth = request.auth()?;
-    shard.room(room_id).map_err(|_| MatrixError::forbidden("You are not in this room"))?;
+    shard
+        .room(room_id)
+        .map_err(|_| MatrixError::forbidden("You are not in this room"))?;
     let visibility = visibility(shard, room_id, auth.user_id.as_str())?;
     let not_found = || MatrixError::not_found("Event not found");
-    let (event, record) = client_format::load(&shard.store, event_id, Some(viewer(auth)), now_millis()).ok_or_else(not_found)?;
+    let (event, record) =
+        client_format::load(&shard.store, event_id, Some(viewer(auth)), now_millis())
+            .ok_or_else(not_found)?;
     if record.room_id != room_id.as_str() || !event_visible(&visibility, record.pos, &event) {
         return Err(not_found());
     }
@@ -117,14 +148,19 @@ pub fn event(shard: &Shard, request: &ApiRequest, room_id: &OwnedRoomId, event_i
 /// `GET /_matrix/client/v3/rooms/{roomId}/messages`.
 pub fn messages(shard: &Shard, request: &ApiRequest, room_id: &OwnedRoomId) -> ApiResult<Value> {
     let auth = request.auth()?;
-    shard.room(room_id).map_err(|_| MatrixError::forbidden("You are not in this room"))?;
+    shard
+        .room(room_id)
+        .map_err(|_| MatrixError::forbidden("You are not in this room"))?;
     let visibility = visibility(shard, room_id, auth.user_id.as_str())?;
     let backwards = match request.query("dir") {
         Some("b") => true,
         Some("f") => false,
         _ => return Err(MatrixError::invalid_param("dir must be \"b\" or \"f\"")),
     };
-    let limit = request.query_u64("limit")?.unwrap_or(10).clamp(1, MAX_LIMIT);
+    let limit = request
+        .query_u64("limit")?
+        .unwrap_or(10)
+        .clamp(1, MAX_LIMIT);
     let event_filter: EventFilter = match request.query("filter") {
         Some(text) => filter::parse(text)?,
         None => EventFilter::default(),
@@ -143,8 +179,18 @@ pub fn messages(shard: &Shard, request: &ApiRequest, room_id: &OwnedRoomId) -> A
     let to = boundary("to")?;
 
     // The scanned range is [low, high) in position order.
-    let (low, high) = if backwards { (to.unwrap_or(0), from) } else { (from, to.unwrap_or(u64::MAX)) };
-    let scan = Scan { room_id, low, high, backwards, limit };
+    let (low, high) = if backwards {
+        (to.unwrap_or(0), from)
+    } else {
+        (from, to.unwrap_or(u64::MAX))
+    };
+    let scan = Scan {
+        room_id,
+        low,
+        high,
+        backwards,
+        limit,
+    };
     let page = read_page(shard, auth, &scan, &event_filter, &visibility)?;
 
     let mut response = json!({
@@ -172,8 +218,20 @@ struct Scan<'a> {
     limit: u64,
 }
 
-fn read_page(shard: &Shard, auth: &Auth, scan: &Scan<'_>, event_filter: &EventFilter, visibility: &Visibility) -> ApiResult<Page> {
-    let (room_id, low, high, backwards, limit) = (scan.room_id, scan.low, scan.high, scan.backwards, scan.limit);
+fn read_page(
+    shard: &Shard,
+    auth: &Auth,
+    scan: &Scan<'_>,
+    event_filter: &EventFilter,
+    visibility: &Visibility,
+) -> ApiResult<Page> {
+    let (room_id, low, high, backwards, limit) = (
+        scan.room_id,
+        scan.low,
+        scan.high,
+        scan.backwards,
+        scan.limit,
+    );
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     let now = now_millis();
     let (mut low, mut high) = (low, high);
@@ -190,15 +248,21 @@ fn read_page(shard: &Shard, auth: &Auth, scan: &Scan<'_>, event_filter: &EventFi
         let exhausted = rows.len() < limit * 2;
         for (key, event_id) in rows {
             let pos = keys::timeline_pos(&key);
-            if backwards { high = pos } else { low = pos + 1 }
+            if backwards {
+                high = pos
+            } else {
+                low = pos + 1
+            }
             let event_id = String::from_utf8_lossy(&event_id);
-            if let Some((event, _)) = client_format::load(&shard.store, &event_id, Some(viewer(auth)), now) {
-                if event_filter.matches(&event) && event_visible(visibility, pos, &event) {
-                    events.push(event);
-                    last_pos = Some(pos);
-                    if events.len() == limit {
-                        break;
-                    }
+            if let Some((event, _)) =
+                client_format::load(&shard.store, &event_id, Some(viewer(auth)), now)
+                && event_filter.matches(&event)
+                && event_visible(visibility, pos, &event)
+            {
+                events.push(event);
+                last_pos = Some(pos);
+                if events.len() == limit {
+                    break;
                 }
             }
         }
@@ -207,6 +271,8 @@ fn read_page(shard: &Shard, auth: &Auth, scan: &Scan<'_>, event_filter: &EventFi
         }
     }
     let more = events.len() == limit && last_pos.is_some();
-    let next = more.then(|| last_pos.map(|pos| if backwards { pos } else { pos + 1 })).flatten();
+    let next = more
+        .then(|| last_pos.map(|pos| if backwards { pos } else { pos + 1 }))
+        .flatten();
     Ok(Page { events, next })
 }

@@ -44,7 +44,9 @@ pub async fn handle(shard: &Rc<Shard>, request: &ApiRequest) -> ApiResult<Value>
         Route::Whoami => account::whoami(request),
         Route::JoinedRooms => account::joined_rooms(shard, request),
         Route::CreateRoom => create_room::create_room(shard, request).await,
-        Route::JoinByIdOrAlias(target) => membership::join_by_id_or_alias(shard, request, target).await,
+        Route::JoinByIdOrAlias(target) => {
+            membership::join_by_id_or_alias(shard, request, target).await
+        }
         Route::Sync => crate::sync::handler::sync(shard, request).await,
         Route::CreateFilter(user_id) => filter::create(shard, request, user_id).await,
         Route::GetFilter(user_id, filter_id) => filter::get(shard, request, user_id, filter_id),
@@ -55,7 +57,12 @@ pub async fn handle(shard: &Rc<Shard>, request: &ApiRequest) -> ApiResult<Value>
     }
 }
 
-async fn room(shard: &Rc<Shard>, request: &ApiRequest, room_id: &str, action: &RoomAction) -> ApiResult<Value> {
+async fn room(
+    shard: &Rc<Shard>,
+    request: &ApiRequest,
+    room_id: &str,
+    action: &RoomAction,
+) -> ApiResult<Value> {
     let room_id = membership::parse_room_id(room_id)?;
     match action {
         RoomAction::Join => membership::join(shard, request, &room_id).await,
@@ -69,9 +76,13 @@ async fn room(shard: &Rc<Shard>, request: &ApiRequest, room_id: &str, action: &R
         RoomAction::Members => members::members(shard, request, &room_id),
         RoomAction::AllState => state::all_state(shard, request, &room_id),
         RoomAction::GetState(kind, key) => state::get_state(shard, request, &room_id, kind, key),
-        RoomAction::PutState(kind, key) => state::put_state(shard, request, &room_id, kind, key).await,
+        RoomAction::PutState(kind, key) => {
+            state::put_state(shard, request, &room_id, kind, key).await
+        }
         RoomAction::Send(kind, txn) => send::send(shard, request, &room_id, kind, txn).await,
-        RoomAction::Redact(event_id, txn) => send::redact(shard, request, &room_id, event_id, txn).await,
+        RoomAction::Redact(event_id, txn) => {
+            send::redact(shard, request, &room_id, event_id, txn).await
+        }
         RoomAction::Event(event_id) => messages::event(shard, request, &room_id, event_id),
         RoomAction::Messages => messages::messages(shard, request, &room_id),
         RoomAction::Aliases => directory::room_aliases(shard, request, &room_id),

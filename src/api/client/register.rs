@@ -33,7 +33,9 @@ struct RegisterBody {
 /// `POST /_matrix/client/v3/register`.
 pub async fn register(shard: &Rc<Shard>, request: &ApiRequest) -> ApiResult<Value> {
     if request.query("kind") == Some("guest") {
-        return Err(MatrixError::guest_access_forbidden("Guest accounts are not enabled"));
+        return Err(MatrixError::guest_access_forbidden(
+            "Guest accounts are not enabled",
+        ));
     }
     if shard.config.registration == RegistrationMode::Closed {
         return Err(MatrixError::forbidden("Registration is disabled"));
@@ -59,10 +61,13 @@ pub async fn register(shard: &Rc<Shard>, request: &ApiRequest) -> ApiResult<Valu
         ),
         None => None,
     };
-    let device = (!body.inhibit_login).then_some((body.device_id, body.initial_device_display_name));
+    let device =
+        (!body.inhibit_login).then_some((body.device_id, body.initial_device_display_name));
     let owner = shard.owner(&user_id);
     shard
-        .on_shard(owner, move |shard| async move { create_account(&shard, user_id, password_hash, device).await })
+        .on_shard(owner, move |shard| async move {
+            create_account(&shard, user_id, password_hash, device).await
+        })
         .await?
 }
 
@@ -78,11 +83,16 @@ async fn create_account(
         return Err(MatrixError::user_in_use("The user ID is already taken"));
     }
     let mut batch = WriteBatch::default();
-    let record = UserRecord { password_hash, created_ts: now_millis(), deactivated: false };
+    let record = UserRecord {
+        password_hash,
+        created_ts: now_millis(),
+        deactivated: false,
+    };
     batch.put_json(Map::Users, user_id.as_bytes().to_vec(), &record);
     let mut response = json!({ "user_id": user_id });
     if let Some((device_id, display_name)) = device {
-        let (device_id, token) = issue_device(shard, &mut batch, &user_id, device_id, display_name)?;
+        let (device_id, token) =
+            issue_device(shard, &mut batch, &user_id, device_id, display_name)?;
         response["device_id"] = json!(device_id);
         response["access_token"] = json!(token);
         response["home_server"] = json!(shard.config.server_name);
@@ -103,32 +113,48 @@ fn flows(shard: &Shard) -> Value {
 /// Checks the `auth` dict of the request against the configured flow.
 // NOTE: the session ID is not tracked between requests: each flow has a
 // single stage, so a request that completes it is accepted with any session.
-fn check_interactive_auth(shard: &Shard, auth: Option<&serde_json::Map<String, Value>>) -> ApiResult<()> {
+fn check_interactive_auth(
+    shard: &Shard,
+    auth: Option<&serde_json::Map<String, Value>>,
+) -> ApiResult<()> {
     let uia_error = |error: MatrixError| {
         let mut error = error.with_extra(flows(shard));
         error.status = 401;
         error
     };
     let Some(auth) = auth else {
-        return Err(uia_error(MatrixError::unknown("Complete the authentication flow")));
+        return Err(uia_error(MatrixError::unknown(
+            "Complete the authentication flow",
+        )));
     };
     let kind = auth.get("type").and_then(Value::as_str);
     match (shard.config.registration, kind) {
         (RegistrationMode::Open, Some("m.login.dummy")) => Ok(()),
         (RegistrationMode::Token, Some("m.login.registration_token")) => {
-            let token = auth.get("token").and_then(Value::as_str).unwrap_or_default();
+            let token = auth
+                .get("token")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             if token_is_valid(shard, token) {
                 Ok(())
             } else {
-                Err(uia_error(MatrixError::forbidden("Invalid registration token")))
+                Err(uia_error(MatrixError::forbidden(
+                    "Invalid registration token",
+                )))
             }
         }
-        _ => Err(uia_error(MatrixError::forbidden("Unsupported authentication stage"))),
+        _ => Err(uia_error(MatrixError::forbidden(
+            "Unsupported authentication stage",
+        ))),
     }
 }
 
 fn token_is_valid(shard: &Shard, token: &str) -> bool {
-    shard.config.registration_tokens.iter().any(|valid| hashes_equal(valid, token))
+    shard
+        .config
+        .registration_tokens
+        .iter()
+        .any(|valid| hashes_equal(valid, token))
 }
 
 /// Checks a localpart and returns the full user ID.
@@ -141,14 +167,18 @@ fn validate_localpart(localpart: &str, server_name: &str) -> ApiResult<String> {
     }
     let user_id = format!("@{localpart}:{server_name}");
     if user_id.len() > 255 {
-        return Err(MatrixError::invalid_username("User ID is longer than 255 bytes"));
+        return Err(MatrixError::invalid_username(
+            "User ID is longer than 255 bytes",
+        ));
     }
     Ok(user_id)
 }
 
 /// `GET /_matrix/client/v3/register/available`.
 pub fn available(shard: &Shard, request: &ApiRequest) -> ApiResult<Value> {
-    let username = request.query("username").ok_or_else(|| MatrixError::missing_param("Missing username"))?;
+    let username = request
+        .query("username")
+        .ok_or_else(|| MatrixError::missing_param("Missing username"))?;
     let user_id = validate_localpart(username, &shard.config.server_name)?;
     if shard.store.get(Map::Users, user_id.as_bytes())?.is_some() {
         return Err(MatrixError::user_in_use("The user ID is already taken"));
@@ -161,7 +191,9 @@ pub fn token_validity(shard: &Shard, request: &ApiRequest) -> ApiResult<Value> {
     if shard.config.registration != RegistrationMode::Token {
         return Err(MatrixError::forbidden("Registration tokens are not in use"));
     }
-    let token = request.query("token").ok_or_else(|| MatrixError::missing_param("Missing token"))?;
+    let token = request
+        .query("token")
+        .ok_or_else(|| MatrixError::missing_param("Missing token"))?;
     Ok(json!({ "valid": token_is_valid(shard, token) }))
 }
 
@@ -172,8 +204,16 @@ mod tests {
     #[test]
     fn localpart_rules() {
         assert!(validate_localpart("alice.b-1", "localhost").is_ok());
-        assert_eq!(validate_localpart("Alice", "localhost").unwrap_err().errcode, "M_INVALID_USERNAME");
-        assert_eq!(validate_localpart("", "localhost").unwrap_err().errcode, "M_INVALID_USERNAME");
+        assert_eq!(
+            validate_localpart("Alice", "localhost")
+                .unwrap_err()
+                .errcode,
+            "M_INVALID_USERNAME"
+        );
+        assert_eq!(
+            validate_localpart("", "localhost").unwrap_err().errcode,
+            "M_INVALID_USERNAME"
+        );
         assert!(validate_localpart(&"a".repeat(300), "localhost").is_err());
     }
 }

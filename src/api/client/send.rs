@@ -21,7 +21,13 @@ use crate::{
 };
 
 /// `PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}`.
-pub async fn send(shard: &Rc<Shard>, request: &ApiRequest, room_id: &OwnedRoomId, kind: &str, txn: &str) -> ApiResult<Value> {
+pub async fn send(
+    shard: &Rc<Shard>,
+    request: &ApiRequest,
+    room_id: &OwnedRoomId,
+    kind: &str,
+    txn: &str,
+) -> ApiResult<Value> {
     let auth = request.auth()?;
     let content = Value::Object(request.body_object()?);
     let draft = EventDraft {
@@ -30,7 +36,12 @@ pub async fn send(shard: &Rc<Shard>, request: &ApiRequest, room_id: &OwnedRoomId
         state_key: None,
         content,
         redacts: None,
-        txn: Some(Txn::new(auth.user_id.as_str(), &auth.device_id, &format!("{room_id}/send/{kind}"), txn)),
+        txn: Some(Txn::new(
+            auth.user_id.as_str(),
+            &auth.device_id,
+            &format!("{room_id}/send/{kind}"),
+            txn,
+        )),
         origin_server_ts: None,
     };
     send_once(shard, room_id, draft).await
@@ -43,23 +54,38 @@ struct RedactBody {
 
 /// `PUT /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}`: allowed
 /// for the event's sender and for users with the room's `redact` level.
-pub async fn redact(shard: &Rc<Shard>, request: &ApiRequest, room_id: &OwnedRoomId, event_id: &str, txn: &str) -> ApiResult<Value> {
+pub async fn redact(
+    shard: &Rc<Shard>,
+    request: &ApiRequest,
+    room_id: &OwnedRoomId,
+    event_id: &str,
+    txn: &str,
+) -> ApiResult<Value> {
     let auth = request.auth()?;
     let body: RedactBody = request.body_or_default()?;
-    let target = OwnedEventId::try_from(event_id).map_err(|_| MatrixError::invalid_param("Invalid event ID"))?;
+    let target = OwnedEventId::try_from(event_id)
+        .map_err(|_| MatrixError::invalid_param("Invalid event ID"))?;
     let record = shard
         .store
         .get_json::<EventRecord>(Map::Events, target.as_bytes())?
         .filter(|record| record.room_id == room_id.as_str())
         .ok_or_else(|| MatrixError::not_found("Event not found in this room"))?;
-    let target_sender = record.pdu.get("sender").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let target_sender = record
+        .pdu
+        .get("sender")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
 
     let room = shard.room(room_id)?;
     {
         let room = room.borrow();
         let own_event = target_sender == auth.user_id.as_str();
-        if !own_event && room.user_power(auth.user_id.as_str()) < room.required_power("redact", 50) {
-            return Err(MatrixError::forbidden("You may not redact other users' events"));
+        if !own_event && room.user_power(auth.user_id.as_str()) < room.required_power("redact", 50)
+        {
+            return Err(MatrixError::forbidden(
+                "You may not redact other users' events",
+            ));
         }
     }
     let mut content = serde_json::Map::new();
@@ -71,15 +97,28 @@ pub async fn redact(shard: &Rc<Shard>, request: &ApiRequest, room_id: &OwnedRoom
         kind: "m.room.redaction".to_owned(),
         state_key: None,
         content: Value::Object(content),
-        txn: Some(Txn::new(auth.user_id.as_str(), &auth.device_id, &format!("{room_id}/redact/{target}"), txn)),
+        txn: Some(Txn::new(
+            auth.user_id.as_str(),
+            &auth.device_id,
+            &format!("{room_id}/redact/{target}"),
+            txn,
+        )),
         redacts: Some(target),
         origin_server_ts: None,
     };
     send_once(shard, room_id, draft).await
 }
 
-async fn send_once(shard: &Rc<Shard>, room_id: &OwnedRoomId, draft: EventDraft) -> ApiResult<Value> {
-    let store_key = draft.txn.as_ref().map(|txn| txn.key.clone()).unwrap_or_default();
+async fn send_once(
+    shard: &Rc<Shard>,
+    room_id: &OwnedRoomId,
+    draft: EventDraft,
+) -> ApiResult<Value> {
+    let store_key = draft
+        .txn
+        .as_ref()
+        .map(|txn| txn.key.clone())
+        .unwrap_or_default();
     let txn_key = store_key.clone();
     if let Some(event_id) = shard.store.get(Map::Txns, &store_key)? {
         return Ok(json!({ "event_id": String::from_utf8_lossy(&event_id) }));
@@ -90,7 +129,9 @@ async fn send_once(shard: &Rc<Shard>, room_id: &OwnedRoomId, draft: EventDraft) 
     if let Some((event_id, committed)) = pending {
         committed.notified().await;
         if shard.store.get(Map::Txns, &store_key)?.is_none() {
-            return Err(MatrixError::internal("The first request with this transaction ID failed; retry"));
+            return Err(MatrixError::internal(
+                "The first request with this transaction ID failed; retry",
+            ));
         }
         return Ok(json!({ "event_id": event_id }));
     }
@@ -98,7 +139,9 @@ async fn send_once(shard: &Rc<Shard>, room_id: &OwnedRoomId, draft: EventDraft) 
     let (pdus, batch) = append::prepare(shard, &mut room.borrow_mut(), vec![draft])?;
     let event_id = pdus[0].event_id.clone();
     let committed = Rc::new(tokio::sync::Notify::new());
-    room.borrow_mut().pending_txns.insert(txn_key.clone(), (event_id.clone(), committed.clone()));
+    room.borrow_mut()
+        .pending_txns
+        .insert(txn_key.clone(), (event_id.clone(), committed.clone()));
     let result = append::commit(shard, room_id, batch).await;
     room.borrow_mut().pending_txns.remove(&txn_key);
     committed.notify_waiters();

@@ -20,7 +20,9 @@ use crate::{
 /// for a user who left, the state when they left.
 pub fn all_state(shard: &Shard, request: &ApiRequest, room_id: &OwnedRoomId) -> ApiResult<Value> {
     let auth = request.auth()?;
-    let room = shard.room(room_id).map_err(|_| MatrixError::forbidden("You are not in this room"))?;
+    let room = shard
+        .room(room_id)
+        .map_err(|_| MatrixError::forbidden("You are not in this room"))?;
     let room = room.borrow();
     let view = state_view(shard, &room, auth.user_id.as_str())?;
     let now = now_millis();
@@ -34,15 +36,26 @@ pub fn all_state(shard: &Shard, request: &ApiRequest, room_id: &OwnedRoomId) -> 
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}`:
 /// the event's content.
-pub fn get_state(shard: &Shard, request: &ApiRequest, room_id: &OwnedRoomId, kind: &str, key: &str) -> ApiResult<Value> {
+pub fn get_state(
+    shard: &Shard,
+    request: &ApiRequest,
+    room_id: &OwnedRoomId,
+    kind: &str,
+    key: &str,
+) -> ApiResult<Value> {
     let auth = request.auth()?;
-    let room = shard.room(room_id).map_err(|_| MatrixError::forbidden("You are not in this room"))?;
+    let room = shard
+        .room(room_id)
+        .map_err(|_| MatrixError::forbidden("You are not in this room"))?;
     let room = room.borrow();
     let view = state_view(shard, &room, auth.user_id.as_str())?;
     let not_found = || MatrixError::not_found("State event not found");
     let ids = state_event_ids(shard, &room, view)?;
-    let event_id = ids.get(&(kind.to_owned(), key.to_owned())).ok_or_else(not_found)?;
-    let (event, _) = client_format::load(&shard.store, event_id, Some(viewer(auth)), now_millis()).ok_or_else(not_found)?;
+    let event_id = ids
+        .get(&(kind.to_owned(), key.to_owned()))
+        .ok_or_else(not_found)?;
+    let (event, _) = client_format::load(&shard.store, event_id, Some(viewer(auth)), now_millis())
+        .ok_or_else(not_found)?;
     if request.query("format") == Some("event") {
         return Ok(event);
     }
@@ -50,10 +63,18 @@ pub fn get_state(shard: &Shard, request: &ApiRequest, room_id: &OwnedRoomId, kin
 }
 
 /// `PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}`.
-pub async fn put_state(shard: &Rc<Shard>, request: &ApiRequest, room_id: &OwnedRoomId, kind: &str, key: &str) -> ApiResult<Value> {
+pub async fn put_state(
+    shard: &Rc<Shard>,
+    request: &ApiRequest,
+    room_id: &OwnedRoomId,
+    kind: &str,
+    key: &str,
+) -> ApiResult<Value> {
     let sender = request.auth()?.user_id.clone();
     let content = Value::Object(request.body_object()?);
-    let room = shard.room(room_id).map_err(|_| MatrixError::forbidden("You are not in this room"))?;
+    let room = shard
+        .room(room_id)
+        .map_err(|_| MatrixError::forbidden("You are not in this room"))?;
     let draft = EventDraft::state(&sender, kind, key, content);
     let pdus = append(shard, &room, vec![draft]).await?;
     Ok(json!({ "event_id": pdus[0].event_id }))
