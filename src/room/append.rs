@@ -69,7 +69,9 @@ pub fn prepare(
     room: &mut Room,
     drafts: Vec<EventDraft>,
 ) -> ApiResult<(Vec<Arc<Pdu>>, WriteBatch)> {
-    let snapshot = Snapshot::take(room);
+    // A single draft fails before anything is applied; a sequence (room
+    // creation) may fail part way and is rolled back.
+    let snapshot = (drafts.len() > 1).then(|| Snapshot::take(room));
     let mut pdus = Vec::with_capacity(drafts.len());
     let mut batch = WriteBatch::default();
     for draft in drafts {
@@ -80,7 +82,9 @@ pub fn prepare(
                 pdus.push(pdu);
             }
             Err(error) => {
-                snapshot.restore(room);
+                if let Some(snapshot) = snapshot {
+                    snapshot.restore(room);
+                }
                 return Err(error);
             }
         }
@@ -133,6 +137,8 @@ fn build_one(shard: &Shard, room: &Room, draft: &EventDraft) -> ApiResult<Arc<Pd
 /// The parts of a room that applying events changes.
 struct Snapshot {
     state: BTreeMap<(String, String), Arc<Pdu>>,
+    state_ids: std::collections::HashMap<ruma::OwnedEventId, (String, String)>,
+    members: std::collections::HashMap<OwnedUserId, String>,
     forward_extremities: Vec<ruma::OwnedEventId>,
     last_event: Option<Arc<Pdu>>,
     depth: u64,
@@ -143,6 +149,8 @@ impl Snapshot {
     fn take(room: &Room) -> Self {
         Self {
             state: room.state.clone(),
+            state_ids: room.state_ids.clone(),
+            members: room.members.clone(),
             forward_extremities: room.forward_extremities.clone(),
             last_event: room.last_event.clone(),
             depth: room.depth,
@@ -152,6 +160,8 @@ impl Snapshot {
 
     fn restore(self, room: &mut Room) {
         room.state = self.state;
+        room.state_ids = self.state_ids;
+        room.members = self.members;
         room.forward_extremities = self.forward_extremities;
         room.last_event = self.last_event;
         room.depth = self.depth;
@@ -163,10 +173,7 @@ fn apply(room: &mut Room, pdu: &Arc<Pdu>) {
     if pdu.kind == TimelineEventType::RoomCreate {
         room.room_id = pdu.room_id.clone();
     }
-    if let Some(state_key) = &pdu.state_key {
-        room.state
-            .insert((pdu.kind.to_string(), state_key.clone()), pdu.clone());
-    }
+    room.set_state(pdu.clone());
     room.forward_extremities = vec![pdu.event_id.clone()];
     room.last_event = Some(pdu.clone());
     room.depth = pdu.depth;

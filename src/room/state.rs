@@ -29,6 +29,10 @@ pub struct Room {
     pub creator: OwnedUserId,
     pub created_ts: u64,
     pub state: BTreeMap<StateKey, Arc<Pdu>>,
+    /// Current state keyed by event ID, for the authorization check.
+    pub state_ids: HashMap<OwnedEventId, StateKey>,
+    /// Membership of every user with an `m.room.member` state event.
+    pub members: HashMap<OwnedUserId, String>,
     pub forward_extremities: Vec<OwnedEventId>,
     /// The newest event, the `prev_events` of the next one.
     pub last_event: Option<Arc<Pdu>>,
@@ -56,6 +60,8 @@ impl Room {
             creator,
             created_ts,
             state: BTreeMap::new(),
+            state_ids: HashMap::new(),
+            members: HashMap::new(),
             forward_extremities: Vec::new(),
             last_event: None,
             depth: 0,
@@ -92,17 +98,32 @@ impl Room {
         if let Some(head) = record.forward_extremities.first() {
             room.last_event = load_pdu(store, head)?.map(Arc::new);
         }
-        for (key, event_id) in store.scan_prefix(Map::RoomState, &keys::prefix(room_id.as_str()))? {
+        for (_, event_id) in store.scan_prefix(Map::RoomState, &keys::prefix(room_id.as_str()))? {
             let event_id = String::from_utf8_lossy(&event_id).into_owned();
             if let Some(pdu) = load_pdu(store, &event_id)? {
-                let mut parts = key.split(|b| *b == 0).skip(1);
-                let kind = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
-                let state_key =
-                    String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
-                room.state.insert((kind, state_key), Arc::new(pdu));
+                room.set_state(Arc::new(pdu));
             }
         }
         Ok(Some(room))
+    }
+
+    /// Makes `pdu` the current state for its type and state key.
+    pub fn set_state(&mut self, pdu: Arc<Pdu>) {
+        let Some(state_key) = pdu.state_key.clone() else {
+            return;
+        };
+        let key = (pdu.kind.to_string(), state_key);
+        if key.0 == "m.room.member" {
+            if let (Ok(user_id), Some(membership)) =
+                (OwnedUserId::try_from(key.1.as_str()), pdu.membership())
+            {
+                self.members.insert(user_id, membership);
+            }
+        }
+        self.state_ids.insert(pdu.event_id.clone(), key.clone());
+        if let Some(replaced) = self.state.insert(key, pdu) {
+            self.state_ids.remove(&replaced.event_id);
+        }
     }
 
     /// The current state event of `kind` and `state_key`.
@@ -114,27 +135,28 @@ impl Room {
     /// The membership of `user_id`, `"leave"` if none.
     #[must_use]
     pub fn membership(&self, user_id: &str) -> String {
-        self.state_event("m.room.member", user_id)
-            .and_then(|pdu| pdu.membership())
-            .unwrap_or_else(|| "leave".to_owned())
+        let membership = OwnedUserId::try_from(user_id)
+            .ok()
+            .and_then(|id| self.members.get(&id).cloned());
+        membership.unwrap_or_else(|| "leave".to_owned())
     }
 
     /// Users whose membership is `membership`.
     #[must_use]
     pub fn members_with(&self, membership: &str) -> Vec<OwnedUserId> {
-        self.state
+        self.members
             .iter()
-            .filter(|((kind, _), pdu)| {
-                kind == "m.room.member" && pdu.membership().as_deref() == Some(membership)
-            })
-            .filter_map(|((_, key), _)| OwnedUserId::try_from(key.as_str()).ok())
+            .filter(|(_, current)| current.as_str() == membership)
+            .map(|(user_id, _)| user_id.clone())
             .collect()
     }
 
     /// Finds a current state event by ID, for the authorization check.
     #[must_use]
     pub fn state_event_by_id(&self, event_id: &ruma::EventId) -> Option<&Arc<Pdu>> {
-        self.state.values().find(|pdu| pdu.event_id == event_id)
+        self.state_ids
+            .get(event_id)
+            .and_then(|key| self.state.get(key))
     }
 
     /// The record written to `roomid_room` after each event.
