@@ -1,5 +1,5 @@
-//! Server lifecycle: start the store, the commit threads and the shards;
-//! on SIGINT or SIGTERM stop accepting, finish in-flight requests and
+//! Server lifecycle: start the store, the commit threads and the shards.
+//! On SIGINT or SIGTERM, stop accepting, finish in-flight requests and
 //! writes, and sync the store.
 
 use std::{
@@ -149,7 +149,7 @@ async fn run_shard(parts: ShardParts, mut inbox: UnboundedReceiver<ShardTask<Sha
     tracing::info!(shard_id = shard.id, "shard stopped");
 }
 
-/// A position above every one persisted, so the frontier of a fresh start
+/// Returns a position above every one persisted, so the frontier of a fresh start
 /// covers all stored events and new events sort after them.
 fn boot_position(store: &Store) -> Result<u64, crate::store::StoreError> {
     let mut highest = 0u64;

@@ -43,7 +43,7 @@ pub struct Shard {
     pub stop: tokio::sync::Notify,
 }
 
-/// What a shard needs at start.
+/// The parts a shard is built from.
 pub struct ShardParts {
     pub id: ShardId,
     pub mesh: Mesh<Shard>,
@@ -84,13 +84,13 @@ impl Shard {
         self.mesh.nr_shards()
     }
 
-    /// The shard that owns `id`.
+    /// Returns the shard that owns `id`.
     #[must_use]
     pub fn owner(&self, id: &str) -> ShardId {
         shard_of(id, self.nr_shards())
     }
 
-    /// The next stream position: microseconds since the epoch, strictly
+    /// Returns the next stream position: microseconds since the epoch, strictly
     /// increasing on this shard even if the clock steps back.
     #[must_use]
     pub fn next_pos(&self) -> u64 {

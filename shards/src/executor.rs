@@ -10,7 +10,7 @@ use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
 
 use crate::ShardId;
 
-/// How executors are started.
+/// Executor start options.
 #[derive(Debug, Clone)]
 pub struct ExecutorOptions {
     /// Number of executors, one per shard.
@@ -46,13 +46,10 @@ where
                 .name(format!("shard-{shard_id}"))
                 .spawn(move || {
                     if let (true, Some(core)) = (pin, core)
-                        && !core_affinity::set_for_current(core) {
-                            tracing::warn!(
-                                shard_id,
-                                core = core.id,
-                                "failed to pin executor to core"
-                            );
-                        }
+                        && !core_affinity::set_for_current(core)
+                    {
+                        tracing::warn!(shard_id, core = core.id, "failed to pin executor to core");
+                    }
                     run_executor(shard_id, entries, shard_main(shard_id));
                 })
         })

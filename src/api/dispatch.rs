@@ -143,7 +143,7 @@ fn authenticate(shard: &Shard, http: &HttpRequest, query: &[(String, String)]) -
     })
 }
 
-/// The shard whose state a route reads or writes.
+/// Returns the shard whose state a route reads or writes.
 fn owner_of(shard: &Shard, route: &Route, auth: Option<&Auth>) -> ShardId {
     let user_shard = || auth.map_or(shard.id, |auth| shard.owner(auth.user_id.as_str()));
     match route {

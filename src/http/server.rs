@@ -9,7 +9,7 @@ use monoio::{
 
 use super::body::{Chunked, decode_chunked};
 
-/// Longest request head accepted, in bytes.
+/// Maximum request head size, in bytes.
 const MAX_HEAD_BYTES: usize = 32 * 1024;
 /// Time a keep-alive connection may sit idle before it is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -38,7 +38,7 @@ pub struct HttpResponse {
 }
 
 impl HttpResponse {
-    /// A JSON response with `status`.
+    /// Returns a JSON response with `status`.
     #[must_use]
     pub fn json(status: u16, body: Vec<u8>) -> Self {
         Self {

@@ -1,8 +1,8 @@
 //! The append path on the room's shard: build, authorize, apply to the
 //! in-memory state, persist, and announce to the users' shards.
 //!
-//! Building and applying happen without an await, so events of one room are
-//! ordered by the shard's single thread; the commit thread then makes them
+//! Building and applying happen without an await, so the shard's single
+//! thread orders the events of a room. The commit thread then makes them
 //! durable and announces them in the same order.
 
 use std::{cell::RefCell, collections::BTreeMap, rc::Rc, sync::Arc};
@@ -18,7 +18,7 @@ use crate::{
     sync::RoomNotification,
 };
 
-/// Longest event type and state key, in bytes, per the PDU size limits.
+/// Maximum length of an event type and a state key, in bytes, per the PDU size limits.
 const MAX_ID_BYTES: usize = 255;
 
 /// Builds, checks and persists `drafts` as the next events of `room`.

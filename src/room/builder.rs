@@ -42,7 +42,7 @@ pub struct Txn {
 }
 
 impl Txn {
-    /// The transaction `txn_id` of `user_id`'s `device_id` on the endpoint
+    /// Returns the transaction `txn_id` of `user_id`'s `device_id` on the endpoint
     /// `scope` (for example `"!room:x/send/m.room.message"`).
     #[must_use]
     pub fn new(user_id: &str, device_id: &str, scope: &str, txn_id: &str) -> Self {
@@ -61,7 +61,7 @@ impl Txn {
 }
 
 impl EventDraft {
-    /// A state event draft.
+    /// Returns a state event draft.
     #[must_use]
     pub fn state(
         sender: &OwnedUserId,
@@ -85,7 +85,7 @@ impl EventDraft {
 ///
 /// # Errors
 ///
-/// `M_BAD_JSON` for content that is not an object or holds floats or
+/// `M_BAD_JSON` for content that is not an object or contains floats or
 /// integers outside ±(2^53−1).
 pub fn canonical_content(content: serde_json::Value) -> Result<CanonicalJsonValue, MatrixError> {
     if !content.is_object() {

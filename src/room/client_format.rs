@@ -18,7 +18,7 @@ const CLIENT_FIELDS: [&str; 7] = [
     "redacts",
 ];
 
-/// Who is reading, for `unsigned.transaction_id`.
+/// The reading user and device, for `unsigned.transaction_id`.
 #[derive(Debug, Clone, Copy)]
 pub struct Viewer<'a> {
     pub user_id: &'a str,
@@ -101,7 +101,7 @@ fn pdu_room_version(record: &EventRecord) -> String {
         .unwrap_or_else(|| versions::DEFAULT_ROOM_VERSION.to_owned())
 }
 
-/// The stripped state format used in `invite_state`.
+/// Returns the stripped state format used in `invite_state`.
 #[must_use]
 pub fn stripped(record: &EventRecord) -> Value {
     let pdu = &record.pdu;

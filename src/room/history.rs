@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::store::{EventRecord, Map, Store, StoreError, keys};
 
-/// The state of `room_id` just after position `pos`: `(type, state key)`
+/// Returns the state of `room_id` just after position `pos`: `(type, state key)`
 /// to event ID.
 ///
 /// # Errors
@@ -31,7 +31,7 @@ pub fn state_at(
     Ok(state)
 }
 
-/// The changes of one state key over time: `(position, content field)`.
+/// Returns the changes of one state key over time: `(position, content field)`.
 fn field_history(
     store: &Store,
     room_id: &str,
@@ -57,7 +57,7 @@ fn field_history(
     Ok(history)
 }
 
-/// What one user may see of a room's timeline.
+/// One user's view of a room's timeline under history visibility.
 pub struct Visibility {
     user_id: String,
     history_visibility: Vec<(u64, String)>,
@@ -85,13 +85,13 @@ impl Visibility {
         })
     }
 
-    /// Whether the user was ever a member (joined, invited, left or banned).
+    /// Returns whether the user was ever a member (joined, invited, left or banned).
     #[must_use]
     pub fn ever_member(&self) -> bool {
         !self.membership.is_empty()
     }
 
-    /// Whether the history is readable by anyone at `pos`.
+    /// Returns whether the history is readable by anyone at `pos`.
     #[must_use]
     pub fn world_readable_at(&self, pos: u64) -> bool {
         before(&self.history_visibility, pos, "shared") == "world_readable"
@@ -136,7 +136,7 @@ impl Visibility {
     }
 }
 
-/// The value in force just before `pos`.
+/// Returns the value in force just before `pos`.
 fn before<'a>(history: &'a [(u64, String)], pos: u64, default: &'a str) -> &'a str {
     history
         .iter()
@@ -145,7 +145,7 @@ fn before<'a>(history: &'a [(u64, String)], pos: u64, default: &'a str) -> &'a s
         .map_or(default, |(_, value)| value.as_str())
 }
 
-/// The value in force just after `pos`.
+/// Returns the value in force just after `pos`.
 fn after<'a>(history: &'a [(u64, String)], pos: u64, default: &'a str) -> &'a str {
     history
         .iter()

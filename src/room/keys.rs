@@ -1,6 +1,6 @@
 //! The server's ed25519 signing key, kept in `<data_dir>/signing.key`.
 //!
-//! The file holds the key ID version and the PKCS#8 document in base64, on
+//! The file contains the key ID version and the PKCS#8 document in base64, on
 //! one line: `ed25519 <version> <base64>`, the layout Synapse also uses.
 
 use std::{fs, io, path::Path};

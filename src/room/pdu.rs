@@ -89,13 +89,13 @@ impl Pdu {
         })
     }
 
-    /// The content as a JSON value.
+    /// Returns the content as a JSON value.
     #[must_use]
     pub fn content_value(&self) -> serde_json::Value {
         serde_json::from_str(self.content.get()).unwrap_or_default()
     }
 
-    /// The content's `membership` field, for `m.room.member` events.
+    /// Returns the content's `membership` field, for `m.room.member` events.
     #[must_use]
     pub fn membership(&self) -> Option<String> {
         self.content_value()

@@ -126,13 +126,13 @@ impl Room {
         }
     }
 
-    /// The current state event of `kind` and `state_key`.
+    /// Returns the current state event of `kind` and `state_key`.
     #[must_use]
     pub fn state_event(&self, kind: &str, state_key: &str) -> Option<&Arc<Pdu>> {
         self.state.get(&(kind.to_owned(), state_key.to_owned()))
     }
 
-    /// The membership of `user_id`, `"leave"` if none.
+    /// Returns the membership of `user_id`, `"leave"` if none.
     #[must_use]
     pub fn membership(&self, user_id: &str) -> String {
         let membership = OwnedUserId::try_from(user_id)
@@ -159,7 +159,7 @@ impl Room {
             .and_then(|key| self.state.get(key))
     }
 
-    /// The record written to `roomid_room` after each event.
+    /// Returns the record written to `roomid_room` after each event.
     #[must_use]
     pub fn record(&self) -> RoomRecord {
         RoomRecord {
@@ -176,7 +176,7 @@ impl Room {
         }
     }
 
-    /// The power level of `user_id`, with the room version's defaults.
+    /// Returns the power level of `user_id`, with the room version's defaults.
     #[must_use]
     pub fn user_power(&self, user_id: &str) -> i64 {
         if self.rules.authorization.explicitly_privilege_room_creators && self.is_creator(user_id) {
@@ -198,7 +198,7 @@ impl Room {
             .unwrap_or(0)
     }
 
-    /// The power level that `key` (for example `"redact"`) requires.
+    /// Returns the power level that `key` (for example `"redact"`) requires.
     #[must_use]
     pub fn required_power(&self, key: &str, default: i64) -> i64 {
         self.state_event("m.room.power_levels", "")

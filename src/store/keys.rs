@@ -1,6 +1,6 @@
 //! Key builders for the store's maps. Parts are joined with a 0x00 byte,
-//! which no Matrix ID or accepted state key contains; positions are 8-byte
-//! big-endian so that key order is position order.
+//! which no Matrix ID or accepted state key contains. Positions are 8-byte
+//! big-endian, so key order is position order.
 
 /// Joins `parts` with 0x00 separators.
 #[must_use]

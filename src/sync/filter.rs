@@ -26,7 +26,7 @@ pub struct EventFilter {
 }
 
 impl EventFilter {
-    /// Whether a client-format event passes the filter.
+    /// Returns whether a client-format event passes the filter.
     #[must_use]
     pub fn matches(&self, event: &Value) -> bool {
         let kind = event
@@ -96,7 +96,7 @@ pub struct RoomFilter {
 }
 
 impl RoomFilter {
-    /// Whether `room_id` is selected.
+    /// Returns whether `room_id` is selected.
     #[must_use]
     pub fn allows_room(&self, room_id: &str) -> bool {
         self.rooms

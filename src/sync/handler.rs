@@ -29,7 +29,7 @@ use crate::{
     store::{EventRecord, Map, keys},
 };
 
-/// Longest long-poll served.
+/// Maximum `/sync` long-poll timeout.
 const MAX_TIMEOUT: Duration = Duration::from_secs(60);
 /// Timeline events per room when the filter sets no limit.
 const DEFAULT_TIMELINE_LIMIT: u64 = 10;
@@ -202,7 +202,7 @@ fn kind_of(event: &Value) -> &str {
         .unwrap_or_default()
 }
 
-/// The event in the filter's `event_format`.
+/// Returns the event in the filter's `event_format`.
 fn render(sync_filter: &SyncFilter, event: Value, record: EventRecord) -> Value {
     match sync_filter.event_format {
         Some(EventFormat::Federation) => record.pdu,

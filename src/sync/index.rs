@@ -32,7 +32,7 @@ pub struct UserRoom {
     pub membership: String,
     /// Position of the membership event.
     pub membership_pos: u64,
-    /// Position of the newest event the user was told about.
+    /// Position of the newest event announced to the user.
     pub last_pos: u64,
 }
 
@@ -124,7 +124,7 @@ impl SyncIndex {
         }
     }
 
-    /// Wakes every waiting `/sync`, so they answer before shutdown.
+    /// Wakes every waiting `/sync`, so they respond before shutdown.
     pub fn wake_all(&mut self) {
         for user in self.users.values_mut() {
             for waiter in user.waiters.drain(..) {

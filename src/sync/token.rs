@@ -32,7 +32,7 @@ pub fn parse_sync(token: &str, nr_shards: usize) -> Option<Vec<u64>> {
     Some(vec![lowest; nr_shards])
 }
 
-/// A room-timeline boundary from a `t` token or from a sync token, given the
+/// Returns a room-timeline boundary from a `t` token or from a sync token, given the
 /// position index `shard` of the room's owner.
 #[must_use]
 pub fn parse_boundary(token: &str, shard: usize, nr_shards: usize) -> Option<u64> {

@@ -30,7 +30,7 @@ use crate::{
 /// Largest `limit` served by `/messages`.
 const MAX_LIMIT: u64 = 1000;
 
-/// The viewer of a request.
+/// Returns the viewer of a request.
 #[must_use]
 pub fn viewer(auth: &Auth) -> Viewer<'_> {
     Viewer {
@@ -39,7 +39,7 @@ pub fn viewer(auth: &Auth) -> Viewer<'_> {
     }
 }
 
-/// Which state of a room a user may read.
+/// The room state a user may read.
 #[derive(Debug, Clone, Copy)]
 pub enum StateView {
     /// A joined member reads the current state.
@@ -68,7 +68,7 @@ pub fn state_view(shard: &Shard, room: &Room, user_id: &str) -> ApiResult<StateV
     }
 }
 
-/// The state event IDs visible through `view`, by `(type, state key)`.
+/// Returns the state event IDs visible through `view`, by `(type, state key)`.
 ///
 /// # Errors
 ///
@@ -103,7 +103,7 @@ pub fn visibility(shard: &Shard, room_id: &OwnedRoomId, user_id: &str) -> ApiRes
     Ok(visibility)
 }
 
-/// Whether the user forgot the room: `forget` deletes their membership
+/// Returns whether the user forgot the room: `forget` deletes their membership
 /// record, which every later membership event writes again.
 fn forgot(shard: &Shard, room_id: &OwnedRoomId, user_id: &str) -> ApiResult<bool> {
     let local = user_id.ends_with(&format!(":{}", shard.config.server_name));
