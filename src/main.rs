@@ -5,6 +5,7 @@ mod api;
 mod auth;
 mod config;
 mod http;
+mod metrics;
 mod room;
 mod server;
 mod shard;

@@ -130,6 +130,7 @@ async fn run_shard(parts: ShardParts, mut inbox: UnboundedReceiver<ShardTask<Sha
     let inbox_shard = shard.clone();
     monoio::spawn(async move {
         while let Some(task) = inbox.recv().await {
+            inbox_shard.metrics.record_cross_shard_task(inbox.len());
             monoio::spawn(task(inbox_shard.clone()));
         }
     });

@@ -17,6 +17,7 @@ use crate::{
     api::error::{ApiResult, MatrixError},
     auth::password::PasswordWorker,
     config::Config,
+    metrics::ShardMetrics,
     room::{Room, keys::SigningKey},
     store::{Committer, Store},
     sync::SyncIndex,
@@ -41,6 +42,7 @@ pub struct Shard {
     pub in_flight: Cell<usize>,
     /// Notified when shutdown starts, to stop accepting connections.
     pub stop: tokio::sync::Notify,
+    pub metrics: ShardMetrics,
 }
 
 /// The parts a shard is built from.
@@ -75,6 +77,7 @@ impl Shard {
             stopping: Cell::new(false),
             in_flight: Cell::new(0),
             stop: tokio::sync::Notify::new(),
+            metrics: ShardMetrics::default(),
         }
     }
 

@@ -226,7 +226,7 @@ def login_body(user: str, password: str) -> dict:
 
 
 def test_login_failures_look_alike(hs):
-    """A wrong password and an unknown user must not be told apart."""
+    """A wrong password and an unknown user must get identical errors."""
     registered = hs.register(unique("login"))
     wrong_password = hs.post(
         "login", login_body(registered.localpart, "not-the-password")

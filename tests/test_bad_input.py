@@ -1,6 +1,6 @@
 """Malformed requests: every one must get a 4xx Matrix error and leave the server intact.
 
-Each test ends with `check_intact`, which asserts that /health still answers and
+Each test ends with `check_intact`, which asserts that /health still returns 200 and
 that a message sent before the test is still readable.
 """
 

@@ -275,7 +275,7 @@ def test_members_membership_filter(alice, bob, carol):
 
 
 def test_members_after_leaving(alice, bob, carol):
-    """A user who left sees the member list as it was when they left."""
+    """A user who left gets the member list as it was when they left."""
     room_id = alice.create_room(preset="public_chat")
     bob.join(room_id)
     bob.leave(room_id)

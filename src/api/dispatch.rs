@@ -2,7 +2,7 @@
 //! finds the shard that owns its target (room, user or alias) and runs the
 //! handler there, returning the response to the connection's shard.
 
-use std::rc::Rc;
+use std::{rc::Rc, time::Instant};
 
 use eltrix_shards::ShardId;
 use ruma::{OwnedRoomId, OwnedUserId};
@@ -26,13 +26,20 @@ pub async fn serve(shard: Rc<Shard>, http: HttpRequest) -> HttpResponse {
     if http.method == "OPTIONS" {
         return HttpResponse::json(200, b"{}".to_vec());
     }
+    let started = Instant::now();
     shard.in_flight.set(shard.in_flight.get() + 1);
     let (peer, method, path) = (http.peer, http.method.clone(), http.path.clone());
-    let (result, owner) = route_and_run(&shard, http).await;
+    let outcome = route_and_run(&shard, http).await;
     shard.in_flight.set(shard.in_flight.get() - 1);
 
-    let mut response = match result {
-        Ok(body) => HttpResponse::json(200, serde_json::to_vec(&body).unwrap_or_default()),
+    let mut response = match outcome.result {
+        Ok(Body::Json(body)) => {
+            HttpResponse::json(200, serde_json::to_vec(&body).unwrap_or_default())
+        }
+        Ok(Body::Text(text)) => HttpResponse {
+            content_type: "text/plain; version=0.0.4",
+            ..HttpResponse::json(200, text.into_bytes())
+        },
         Err(error) => {
             if error.status >= 500 {
                 tracing::warn!(
@@ -49,26 +56,62 @@ pub async fn serve(shard: Rc<Shard>, http: HttpRequest) -> HttpResponse {
             HttpResponse::json(error.status, error.body())
         }
     };
-    response.headers.push(("x-eltrix-shard", owner.to_string()));
+    shard.metrics.record_request(
+        &method,
+        outcome.template,
+        response.status,
+        started.elapsed(),
+    );
+    response
+        .headers
+        .push(("x-eltrix-shard", outcome.owner.to_string()));
     response
 }
 
-async fn route_and_run(shard: &Rc<Shard>, http: HttpRequest) -> (ApiResult<Value>, ShardId) {
+/// A response body: JSON for the Matrix APIs, text for `/metrics`.
+enum Body {
+    Json(Value),
+    Text(String),
+}
+
+struct Outcome {
+    result: ApiResult<Body>,
+    owner: ShardId,
+    /// Route template for metrics; `"unknown"` for unrouted requests.
+    template: &'static str,
+}
+
+async fn route_and_run(shard: &Rc<Shard>, http: HttpRequest) -> Outcome {
+    let fail = |error, template| Outcome {
+        result: Err(error),
+        owner: shard.id,
+        template,
+    };
     if shard.stopping.get() {
-        return (
-            Err(MatrixError::unavailable("The server is shutting down")),
-            shard.id,
+        return fail(
+            MatrixError::unavailable("The server is shutting down"),
+            "unknown",
         );
     }
     let route = match router::resolve(&http.method, &http.path) {
         Ok(route) => route,
-        Err(error) => return (Err(error), shard.id),
+        Err(error) => return fail(error, "unknown"),
     };
+    let template = route.template();
+    if matches!(route, Route::Metrics) {
+        let result = scrape(shard).await.map(Body::Text);
+        return Outcome {
+            result,
+            owner: shard.id,
+            template,
+        };
+    }
+
     let query = parse_query(&http.query);
     let auth = if route.needs_auth() {
         match authenticate(shard, &http, &query) {
             Ok(auth) => Some(auth),
-            Err(error) => return (Err(error), shard.id),
+            Err(error) => return fail(error, template),
         }
     } else {
         None
@@ -82,11 +125,32 @@ async fn route_and_run(shard: &Rc<Shard>, http: HttpRequest) -> (ApiResult<Value
     };
     let result = shard
         .on_shard(owner, move |shard| async move {
+            shard.metrics.record_handled();
             client::handle(&shard, &request).await
         })
         .await
-        .and_then(|result| result);
-    (result, owner)
+        .and_then(|result| result)
+        .map(Body::Json);
+    Outcome {
+        result,
+        owner,
+        template,
+    }
+}
+
+/// Collects every shard's metrics over the mesh and renders them.
+async fn scrape(shard: &Rc<Shard>) -> ApiResult<String> {
+    let mut snapshots = Vec::with_capacity(shard.nr_shards());
+    for target in 0..shard.nr_shards() {
+        let snapshot = shard
+            .on_shard(target, |shard| async move {
+                let waiters = shard.sync.borrow().waiter_count();
+                shard.metrics.snapshot(shard.id, waiters)
+            })
+            .await?;
+        snapshots.push(snapshot);
+    }
+    Ok(crate::metrics::render(&snapshots))
 }
 
 /// Resolves the access token from the `Authorization` header or the

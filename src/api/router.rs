@@ -13,6 +13,7 @@ pub enum Route {
     Health,
     HealthLive,
     HealthReady,
+    Metrics,
     Capabilities,
     Register,
     RegisterAvailable,
@@ -73,6 +74,7 @@ impl Route {
                 | Self::Health
                 | Self::HealthLive
                 | Self::HealthReady
+                | Self::Metrics
                 | Self::Register
                 | Self::RegisterAvailable
                 | Self::RegistrationTokenValidity
@@ -80,6 +82,64 @@ impl Route {
                 | Self::Login
                 | Self::Alias(AliasAction::Get, _)
         )
+    }
+}
+
+impl Route {
+    /// The path template of the endpoint, a bounded set of metric labels.
+    #[must_use]
+    pub fn template(&self) -> &'static str {
+        match self {
+            Self::Versions => "/_matrix/client/versions",
+            Self::WellKnownClient => "/.well-known/matrix/client",
+            Self::Health => "/health",
+            Self::HealthLive => "/health/live",
+            Self::HealthReady => "/health/ready",
+            Self::Metrics => "/metrics",
+            Self::Capabilities => "/_matrix/client/v3/capabilities",
+            Self::Register => "/_matrix/client/v3/register",
+            Self::RegisterAvailable => "/_matrix/client/v3/register/available",
+            Self::RegistrationTokenValidity => {
+                "/_matrix/client/v1/register/m.login.registration_token/validity"
+            }
+            Self::LoginFlows | Self::Login => "/_matrix/client/v3/login",
+            Self::Logout => "/_matrix/client/v3/logout",
+            Self::LogoutAll => "/_matrix/client/v3/logout/all",
+            Self::Whoami => "/_matrix/client/v3/account/whoami",
+            Self::CreateRoom => "/_matrix/client/v3/createRoom",
+            Self::JoinByIdOrAlias(_) => "/_matrix/client/v3/join/{roomIdOrAlias}",
+            Self::JoinedRooms => "/_matrix/client/v3/joined_rooms",
+            Self::Sync => "/_matrix/client/v3/sync",
+            Self::CreateFilter(_) => "/_matrix/client/v3/user/{userId}/filter",
+            Self::GetFilter(..) => "/_matrix/client/v3/user/{userId}/filter/{filterId}",
+            Self::Alias(..) => "/_matrix/client/v3/directory/room/{roomAlias}",
+            Self::Room(_, action) => action.template(),
+        }
+    }
+}
+
+impl RoomAction {
+    fn template(&self) -> &'static str {
+        match self {
+            Self::Join => "/_matrix/client/v3/rooms/{roomId}/join",
+            Self::Invite => "/_matrix/client/v3/rooms/{roomId}/invite",
+            Self::Leave => "/_matrix/client/v3/rooms/{roomId}/leave",
+            Self::Kick => "/_matrix/client/v3/rooms/{roomId}/kick",
+            Self::Ban => "/_matrix/client/v3/rooms/{roomId}/ban",
+            Self::Unban => "/_matrix/client/v3/rooms/{roomId}/unban",
+            Self::Forget => "/_matrix/client/v3/rooms/{roomId}/forget",
+            Self::JoinedMembers => "/_matrix/client/v3/rooms/{roomId}/joined_members",
+            Self::Members => "/_matrix/client/v3/rooms/{roomId}/members",
+            Self::AllState => "/_matrix/client/v3/rooms/{roomId}/state",
+            Self::GetState(..) | Self::PutState(..) => {
+                "/_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}"
+            }
+            Self::Send(..) => "/_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}",
+            Self::Redact(..) => "/_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}",
+            Self::Event(_) => "/_matrix/client/v3/rooms/{roomId}/event/{eventId}",
+            Self::Messages => "/_matrix/client/v3/rooms/{roomId}/messages",
+            Self::Aliases => "/_matrix/client/v3/rooms/{roomId}/aliases",
+        }
     }
 }
 
@@ -108,6 +168,7 @@ pub fn resolve(method: &str, path: &str) -> Result<Route, MatrixError> {
         ["health"] => (Some(Route::Health), &["GET"][..]),
         ["health", "live"] => (Some(Route::HealthLive), &["GET"][..]),
         ["health", "ready"] => (Some(Route::HealthReady), &["GET"][..]),
+        ["metrics"] => (Some(Route::Metrics), &["GET"][..]),
         ["_matrix", "client", "v3" | "r0" | "v1", rest @ ..] => client_route(method, rest),
         _ => (None, &[][..]),
     };

@@ -33,6 +33,7 @@ pub struct HttpRequest {
 #[derive(Debug, Clone)]
 pub struct HttpResponse {
     pub status: u16,
+    pub content_type: &'static str,
     pub body: Vec<u8>,
     pub headers: Vec<(&'static str, String)>,
 }
@@ -43,6 +44,7 @@ impl HttpResponse {
     pub fn json(status: u16, body: Vec<u8>) -> Self {
         Self {
             status,
+            content_type: "application/json",
             body,
             headers: Vec::new(),
         }
@@ -288,12 +290,13 @@ async fn write_response(
     let mut head = String::with_capacity(256);
     let _ = write!(
         head,
-        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+        "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncontent-length: {}\r\n\
          access-control-allow-origin: *\r\n\
          access-control-allow-methods: GET, POST, PUT, DELETE, OPTIONS\r\n\
          access-control-allow-headers: X-Requested-With, Content-Type, Authorization\r\n",
         response.status,
         reason(response.status),
+        response.content_type,
         response.body.len(),
     );
     for (name, value) in &response.headers {

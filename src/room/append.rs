@@ -52,7 +52,10 @@ pub async fn commit(
     room_id: &ruma::OwnedRoomId,
     batch: WriteBatch,
 ) -> ApiResult<()> {
-    if let Err(error) = shard.committer.commit(batch).await {
+    let (events, started) = (batch.events, std::time::Instant::now());
+    let result = shard.committer.commit(batch).await;
+    shard.metrics.record_commit(events, started.elapsed());
+    if let Err(error) = result {
         tracing::error!(%room_id, %error, "failed to persist events; reloading the room");
         shard.evict_room(room_id);
         return Err(error.into());
@@ -201,6 +204,7 @@ fn stage(
             .map(|txn| (txn.device_id.clone(), txn.txn_id.clone())),
     };
     batch.put_json(Map::Events, event_id.as_bytes().to_vec(), &record);
+    batch.events += 1;
     batch.put(
         Map::Timeline,
         keys::timeline(room_id, pdu.pos),

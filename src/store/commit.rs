@@ -20,6 +20,8 @@ pub type PublishStep = Box<dyn FnOnce() + Send>;
 /// Writes applied atomically.
 #[derive(Default)]
 pub struct WriteBatch {
+    /// Number of events in the batch, for metrics.
+    pub events: usize,
     ops: Vec<(Map, Vec<u8>, Option<Vec<u8>>)>,
     publish: Vec<PublishStep>,
 }

@@ -124,6 +124,13 @@ impl SyncIndex {
         }
     }
 
+    /// Returns the number of `/sync` requests waiting on this shard.
+    #[must_use]
+    pub fn waiter_count(&self) -> usize {
+        let open = |user: &UserIndex| user.waiters.iter().filter(|w| !w.is_closed()).count();
+        self.users.values().map(open).sum()
+    }
+
     /// Wakes every waiting `/sync`, so they respond before shutdown.
     pub fn wake_all(&mut self) {
         for user in self.users.values_mut() {

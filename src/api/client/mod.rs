@@ -33,6 +33,9 @@ pub async fn handle(shard: &Rc<Shard>, request: &ApiRequest) -> ApiResult<Value>
         Route::Health => Ok(discovery::health()),
         Route::HealthLive => Ok(discovery::live()),
         Route::HealthReady => discovery::ready(shard),
+        Route::Metrics => Err(super::error::MatrixError::unrecognized(
+            "Metrics are served by the dispatcher",
+        )),
         Route::Capabilities => Ok(discovery::capabilities()),
         Route::Register => register::register(shard, request).await,
         Route::RegisterAvailable => register::available(shard, request),
