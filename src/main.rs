@@ -1,16 +1,7 @@
-//! The `eltrix` binary: loads the configuration, opens the store and starts
-//! one shard per core.
+//! The `eltrix` binary: loads the configuration, sets up logging and runs
+//! the server.
 
-mod api;
-mod auth;
-mod config;
-mod http;
-mod metrics;
-mod room;
-mod server;
-mod shard;
-mod store;
-mod sync;
+use eltrix::{config, server};
 
 use clap::Parser;
 

@@ -54,8 +54,16 @@ fn render_http(out: &mut String, snapshots: &[Snapshot]) {
     }
 }
 
+/// A per-shard series: name, type, help text and how to read its value.
+type ShardSeries = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&Snapshot) -> u64,
+);
+
 fn render_shards(out: &mut String, snapshots: &[Snapshot]) {
-    let gauges: [(&str, &str, &str, fn(&Snapshot) -> u64); 5] = [
+    let gauges: [ShardSeries; 5] = [
         (
             "eltrix_shard_http_requests_total",
             "counter",

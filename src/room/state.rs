@@ -113,12 +113,11 @@ impl Room {
             return;
         };
         let key = (pdu.kind.to_string(), state_key);
-        if key.0 == "m.room.member" {
-            if let (Ok(user_id), Some(membership)) =
+        if key.0 == "m.room.member"
+            && let (Ok(user_id), Some(membership)) =
                 (OwnedUserId::try_from(key.1.as_str()), pdu.membership())
-            {
-                self.members.insert(user_id, membership);
-            }
+        {
+            self.members.insert(user_id, membership);
         }
         self.state_ids.insert(pdu.event_id.clone(), key.clone());
         if let Some(replaced) = self.state.insert(key, pdu) {
