@@ -36,6 +36,8 @@ pub struct Shard {
     pub sync: RefCell<SyncIndex>,
     /// Last stream position handed out, in microseconds since the epoch.
     clock: Cell<u64>,
+    /// Last `origin_server_ts` given to a create event, in milliseconds.
+    last_create_millis: Cell<u64>,
     /// Set when shutdown starts; new requests get 503.
     pub stopping: Cell<bool>,
     /// Requests being served on this shard.
@@ -74,6 +76,7 @@ impl Shard {
             rooms: RefCell::new(HashMap::new()),
             sync: RefCell::new(SyncIndex::new(nr_shards, parts.boot_pos)),
             clock: Cell::new(parts.boot_pos),
+            last_create_millis: Cell::new(0),
             stopping: Cell::new(false),
             in_flight: Cell::new(0),
             stop: tokio::sync::Notify::new(),
@@ -100,6 +103,16 @@ impl Shard {
         let pos = now_micros().max(self.clock.get() + 1);
         self.clock.set(pos);
         pos
+    }
+
+    /// Returns a timestamp for a new room's create event, strictly
+    /// increasing on this shard so that rooms created here in the same
+    /// millisecond get different v12 room IDs.
+    #[must_use]
+    pub fn next_create_millis(&self) -> u64 {
+        let millis = now_millis().max(self.last_create_millis.get() + 1);
+        self.last_create_millis.set(millis);
+        millis
     }
 
     /// Runs `task` on shard `target`: in place when that is this shard,

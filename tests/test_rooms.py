@@ -2,7 +2,7 @@
 
 import pytest
 
-from harness import ROOM_ID_V12, assert_error, expect_ok, q, unique
+from harness import ROOM_ID_V12, assert_error, client_path, expect_ok, q, unique
 
 
 @pytest.fixture
@@ -234,3 +234,19 @@ def test_room_alias_name_in_use(alice, bob):
 
 def test_create_room_needs_token(hs):
     assert_error(hs.post("createRoom", {}), 401, "M_MISSING_TOKEN")
+
+
+def test_identical_rooms_get_distinct_ids(hs):
+    """Room version 12 derives the room ID from the create event, so two identical
+    createRoom requests in the same millisecond must still get two rooms."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    alice = hs.register_on_shard("twin-rooms", 0)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        room_ids = list(pool.map(lambda _: alice.create_room(), range(16)))
+    assert len(set(room_ids)) == 16, f"room IDs repeat: {room_ids}"
+    joined = expect_ok(alice.get(client_path("joined_rooms")))["joined_rooms"]
+    for room_id in room_ids:
+        assert room_id in joined, f"{room_id} is missing from joined_rooms"
+        create = alice.state_content(room_id, "m.room.create")
+        assert create["room_version"] == "12"

@@ -20,7 +20,8 @@ use crate::{
     },
     auth::token::random_id,
     room::{EventDraft, Room, append::append, builder, versions},
-    shard::{Shard, now_millis},
+    shard::Shard,
+    store::Map,
 };
 
 #[derive(Deserialize)]
@@ -50,6 +51,11 @@ struct InitialState {
     content: Value,
 }
 
+/// Attempts at a free room ID before giving up. A v12 room ID repeats only
+/// when the same user creates identical rooms in the same millisecond, and
+/// each retry moves the timestamp on by one.
+const MAX_ATTEMPTS: usize = 8;
+
 /// `POST /_matrix/client/v3/createRoom`.
 pub async fn create_room(shard: &Rc<Shard>, request: &ApiRequest) -> ApiResult<Value> {
     let sender = request.auth()?.user_id.clone();
@@ -58,83 +64,148 @@ pub async fn create_room(shard: &Rc<Shard>, request: &ApiRequest) -> ApiResult<V
         .room_version
         .clone()
         .unwrap_or_else(|| versions::DEFAULT_ROOM_VERSION.to_owned());
-    let (version_id, rules) = versions::rules_for(&version)?;
+    versions::rules_for(&version)?;
     let invites = parse_invites(&body.invite)?;
-    let created_ts = now_millis();
-    let preset = preset_of(&body);
+
+    for _ in 0..MAX_ATTEMPTS {
+        let created_ts = shard.next_create_millis();
+        match try_create(shard, &sender, &body, &version, &invites, created_ts).await {
+            Ok(room_id) => {
+                tracing::info!(%room_id, version, "created room");
+                return Ok(json!({ "room_id": room_id }));
+            }
+            Err(Attempt::Taken) => {}
+            Err(Attempt::Failed(error)) => return Err(error),
+        }
+    }
+    Err(MatrixError::internal(
+        "No free room ID after several attempts; retry",
+    ))
+}
+
+/// Why one creation attempt did not create the room.
+enum Attempt {
+    /// The derived room ID already exists.
+    Taken,
+    Failed(MatrixError),
+}
+
+impl From<MatrixError> for Attempt {
+    fn from(error: MatrixError) -> Self {
+        Self::Failed(error)
+    }
+}
+
+async fn try_create(
+    shard: &Rc<Shard>,
+    sender: &OwnedUserId,
+    body: &CreateRoomBody,
+    version: &str,
+    invites: &[OwnedUserId],
+    created_ts: u64,
+) -> Result<OwnedRoomId, Attempt> {
+    let (version_id, rules) = versions::rules_for(version)?;
+    let preset = preset_of(body);
     let extra_creators: &[OwnedUserId] = if preset == "trusted_private_chat" {
-        &invites
+        invites
     } else {
         &[]
     };
     let create = create_draft(
-        &sender,
+        sender,
         &version_id,
         body.creation_content.clone(),
         extra_creators,
         created_ts,
     )?;
-
-    let room_id = if rules.authorization.room_create_event_id_as_room_id {
-        let placeholder =
-            OwnedRoomId::try_from(format!("!placeholder:{}", shard.config.server_name))
-                .map_err(|e| MatrixError::internal(e.to_string()))?;
-        let room = Room::new(
-            placeholder,
-            version_id.clone(),
-            rules.clone(),
-            sender.clone(),
-            created_ts,
-        );
-        builder::build(
-            &room,
-            &create,
-            &shard.config.server_name,
-            &shard.key,
-            0,
-            created_ts,
-        )?
-        .room_id
-    } else {
-        OwnedRoomId::try_from(format!("!{}:{}", random_id(18), shard.config.server_name))
-            .map_err(|e| MatrixError::internal(e.to_string()))?
-    };
+    let room_id = room_id_for(shard, sender, &version_id, &create, created_ts)?;
 
     let alias = match &body.room_alias_name {
-        Some(name) => Some(directory::claim_for_new_room(shard, name, &room_id, &sender).await?),
+        Some(name) => Some(directory::claim_for_new_room(shard, name, &room_id, sender).await?),
         None => None,
     };
     let mut drafts = vec![create];
     drafts.extend(initial_drafts(
-        &sender,
+        sender,
         &version_id,
-        &body,
+        body,
         &preset,
         alias.as_deref(),
-        &invites,
+        invites,
     )?);
 
     let owner = shard.owner(room_id.as_str());
-    let target = room_id.clone();
+    let (target, sender) = (room_id.clone(), sender.clone());
     let created = shard
         .on_shard(owner, move |shard| async move {
+            let exists = shard.rooms.borrow().contains_key(&target)
+                || shard.store.get(Map::Rooms, target.as_bytes())?.is_some();
+            if exists {
+                return Ok(false);
+            }
             let room = Room::new(target.clone(), version_id, rules, sender, created_ts);
             let room = Rc::new(RefCell::new(room));
-            append(&shard, &room, drafts).await?;
-            shard.rooms.borrow_mut().insert(target, room);
-            Ok::<(), MatrixError>(())
+            shard
+                .rooms
+                .borrow_mut()
+                .insert(target.clone(), room.clone());
+            if let Err(error) = append(&shard, &room, drafts).await {
+                shard.evict_room(&target);
+                return Err(error);
+            }
+            Ok::<bool, MatrixError>(true)
         })
         .await
         .and_then(|result| result);
 
-    if let Err(error) = created {
-        if let Some(alias) = alias {
-            directory::release(shard, &alias, &room_id).await;
+    match created {
+        Ok(true) => Ok(room_id),
+        result => {
+            if let Some(alias) = alias {
+                directory::release(shard, &alias, &room_id).await;
+            }
+            match result {
+                Ok(_) => Err(Attempt::Taken),
+                Err(error) => Err(Attempt::Failed(error)),
+            }
         }
-        return Err(error);
     }
-    tracing::info!(%room_id, version, "created room");
-    Ok(json!({ "room_id": room_id }))
+}
+
+/// The new room's ID: derived from the create event in room version 12,
+/// random `!id:server` before.
+fn room_id_for(
+    shard: &Shard,
+    sender: &OwnedUserId,
+    version_id: &RoomVersionId,
+    create: &EventDraft,
+    created_ts: u64,
+) -> ApiResult<OwnedRoomId> {
+    let rules = version_id
+        .rules()
+        .ok_or_else(|| MatrixError::unsupported_room_version("Unknown room version"))?;
+    if !rules.authorization.room_create_event_id_as_room_id {
+        return OwnedRoomId::try_from(format!("!{}:{}", random_id(18), shard.config.server_name))
+            .map_err(|e| MatrixError::internal(e.to_string()));
+    }
+    let placeholder = OwnedRoomId::try_from(format!("!placeholder:{}", shard.config.server_name))
+        .map_err(|e| MatrixError::internal(e.to_string()))?;
+    let room = Room::new(
+        placeholder,
+        version_id.clone(),
+        rules,
+        sender.clone(),
+        created_ts,
+    );
+    let pdu = builder::build(
+        &room,
+        create,
+        &shard.config.server_name,
+        &shard.key,
+        0,
+        created_ts,
+    )?;
+    Ok(pdu.room_id)
 }
 
 fn parse_invites(invites: &[String]) -> ApiResult<Vec<OwnedUserId>> {
