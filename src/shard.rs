@@ -15,7 +15,7 @@ use ruma::OwnedRoomId;
 
 use crate::{
     api::error::{ApiResult, MatrixError},
-    auth::password::PasswordWorker,
+    auth::{password::PasswordWorker, token_cache::TokenCache},
     config::Config,
     metrics::ShardMetrics,
     room::{Room, keys::SigningKey},
@@ -45,6 +45,7 @@ pub struct Shard {
     /// Notified when shutdown starts, to stop accepting connections.
     pub stop: tokio::sync::Notify,
     pub metrics: ShardMetrics,
+    pub tokens: TokenCache,
 }
 
 /// The parts a shard is built from.
@@ -81,6 +82,7 @@ impl Shard {
             in_flight: Cell::new(0),
             stop: tokio::sync::Notify::new(),
             metrics: ShardMetrics::default(),
+            tokens: TokenCache::default(),
         }
     }
 
@@ -154,6 +156,27 @@ impl Shard {
             .borrow_mut()
             .insert(room_id.clone(), room.clone());
         Ok(room)
+    }
+
+    /// Evicts removed access tokens from every shard's cache; call it after
+    /// the removal is committed and before answering the request.
+    pub async fn evict_tokens(self: &Rc<Self>, token_hashes: Vec<String>) {
+        if token_hashes.is_empty() {
+            return;
+        }
+        for target in 0..self.nr_shards() {
+            let hashes = token_hashes.clone();
+            let evicted = self
+                .on_shard(target, move |shard| async move {
+                    for hash in &hashes {
+                        shard.tokens.evict(hash);
+                    }
+                })
+                .await;
+            if evicted.is_err() {
+                tracing::error!(target, "failed to evict access tokens on a stopped shard");
+            }
+        }
     }
 
     /// Drops a room from memory so the next use reloads it from the store.

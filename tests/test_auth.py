@@ -1,11 +1,13 @@
 """Registration (UIA, tokens, availability), login, logout and whoami."""
 
 import pytest
+import requests
 
 from harness import (
     ServerFactory,
     SHARD_HEADER,
     assert_error,
+    client_path,
     expect_ok,
     localpart_on_shard,
     shard_of,
@@ -278,3 +280,29 @@ def test_whoami_unknown_token(hs):
     assert_error(
         hs.get("account/whoami", token="not-a-real-token"), 401, "M_UNKNOWN_TOKEN"
     )
+
+
+def _whoami_on_fresh_connections(hs, token: str, count: int) -> tuple[list[int], set[str]]:
+    """Call whoami over `count` new connections, which SO_REUSEPORT spreads over the shards."""
+    statuses, shards = [], set()
+    for _ in range(count):
+        response = requests.get(
+            hs.url + client_path("account/whoami"),
+            headers={"Authorization": f"Bearer {token}", "Connection": "close"},
+            timeout=10,
+        )
+        statuses.append(response.status_code)
+        shards.add(response.headers.get("x-eltrix-shard", ""))
+    return statuses, shards
+
+
+@pytest.mark.parametrize("endpoint", ["logout", "logout/all"])
+def test_logout_revokes_token_on_every_shard(hs, endpoint):
+    account = hs.register(unique("revoke"))
+    statuses, shards = _whoami_on_fresh_connections(hs, account.access_token, 24)
+    assert statuses == [200] * 24, "the token must work before logout"
+    assert shards, "responses carry no shard header"
+
+    expect_ok(account.post(client_path(endpoint), {}))
+    statuses, _ = _whoami_on_fresh_connections(hs, account.access_token, 24)
+    assert statuses == [401] * 24, f"a revoked token was accepted: {statuses}"

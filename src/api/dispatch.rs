@@ -173,6 +173,9 @@ fn authenticate(shard: &Shard, http: &HttpRequest, query: &[(String, String)]) -
     };
 
     let hash = hash_token(token.trim());
+    if let Some(auth) = shard.tokens.get(&hash) {
+        return Ok(auth);
+    }
     let Some(record) = shard
         .store
         .get_json::<TokenRecord>(Map::Tokens, hash.as_bytes())?
@@ -201,10 +204,12 @@ fn authenticate(shard: &Shard, http: &HttpRequest, query: &[(String, String)]) -
         return Err(unknown());
     }
     let user_id = OwnedUserId::try_from(record.user_id).map_err(|_| unknown())?;
-    Ok(Auth {
+    let auth = Auth {
         user_id,
         device_id: record.device_id,
-    })
+    };
+    shard.tokens.insert(hash, auth.clone());
+    Ok(auth)
 }
 
 /// Returns the shard whose state a route reads or writes.

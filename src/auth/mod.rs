@@ -2,3 +2,4 @@
 
 pub mod password;
 pub mod token;
+pub mod token_cache;

@@ -99,7 +99,7 @@ async fn serve_connection<H, Fut>(
     H: Fn(HttpRequest) -> Fut,
     Fut: Future<Output = HttpResponse>,
 {
-    let mut buffer = Vec::with_capacity(8 * 1024);
+    let mut buffer = Vec::new();
     loop {
         let parsed = match read_request(&mut stream, &mut buffer, peer, max_body).await {
             Some(parsed) => parsed,
@@ -208,14 +208,48 @@ async fn read_request(
     Some(Parsed::Request(request, keep_alive))
 }
 
+/// Bytes read per `read` call.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Buffers kept for reuse per shard thread.
+const POOLED_BUFFERS: usize = 1024;
+
+thread_local! {
+    /// Read buffers reused by the shard's connections. A pending io_uring
+    /// read owns its buffer, so each connection waiting for bytes holds one;
+    /// once the read completes the buffer returns here. monoio reads into a
+    /// `Vec`'s spare capacity, so the buffers need no zeroing.
+    static READ_BUFFERS: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn take_read_buffer() -> Vec<u8> {
+    READ_BUFFERS
+        .with(|pool| pool.borrow_mut().pop())
+        .unwrap_or_else(|| Vec::with_capacity(READ_CHUNK))
+}
+
+fn return_read_buffer(mut buffer: Vec<u8>) {
+    buffer.clear();
+    READ_BUFFERS.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        if pool.len() < POOLED_BUFFERS && buffer.capacity() >= READ_CHUNK {
+            pool.push(buffer);
+        }
+    });
+}
+
 async fn read_more(stream: &mut TcpStream, buffer: &mut Vec<u8>, wait: Duration) -> bool {
-    let scratch = vec![0u8; 16 * 1024];
-    match monoio::time::timeout(wait, stream.read(scratch)).await {
+    match monoio::time::timeout(wait, stream.read(take_read_buffer())).await {
         Ok((Ok(n), scratch)) if n > 0 => {
             buffer.extend_from_slice(&scratch[..n]);
+            return_read_buffer(scratch);
             true
         }
-        _ => false,
+        Ok((_, scratch)) => {
+            return_read_buffer(scratch);
+            false
+        }
+        Err(_) => false,
     }
 }
 

@@ -87,9 +87,12 @@ pub async fn login(shard: &Rc<Shard>, request: &ApiRequest) -> ApiResult<Value> 
     shard
         .on_shard(owner, move |shard| async move {
             let mut batch = WriteBatch::default();
-            let (device_id, token) =
-                issue_device(&shard, &mut batch, &user_id, device_id, display_name)?;
+            let issued = issue_device(&shard, &mut batch, &user_id, device_id, display_name)?;
             shard.committer.commit(batch).await?;
+            shard
+                .evict_tokens(issued.replaced_token.into_iter().collect())
+                .await;
+            let (device_id, token) = (issued.device_id, issued.access_token);
             tracing::info!(user_id, device_id, "logged in");
             Ok(json!({
                 "user_id": user_id,
@@ -112,6 +115,14 @@ fn full_user_id(user: &str, server_name: &str) -> Option<String> {
     (parsed.server_name() == server_name).then_some(user_id)
 }
 
+/// A device created or given a new token by [`issue_device`].
+pub struct IssuedDevice {
+    pub device_id: String,
+    pub access_token: String,
+    /// Hash of the token this one replaced, to evict from the caches.
+    pub replaced_token: Option<String>,
+}
+
 /// Adds a device with a new access token to `batch`, replacing the token
 /// of an existing device with the same ID.
 ///
@@ -124,7 +135,7 @@ pub fn issue_device(
     user_id: &str,
     device_id: Option<String>,
     display_name: Option<String>,
-) -> ApiResult<(String, String)> {
+) -> ApiResult<IssuedDevice> {
     let device_id = device_id.unwrap_or_else(new_device_id);
     if device_id.is_empty() || device_id.len() > 255 || device_id.contains('\0') {
         return Err(MatrixError::invalid_param(
@@ -132,11 +143,12 @@ pub fn issue_device(
         ));
     }
     let device_key = keys::pair(user_id, &device_id);
-    if let Some(old) = shard
+    let replaced_token = shard
         .store
         .get_json::<DeviceRecord>(Map::Devices, &device_key)?
-    {
-        batch.delete(Map::Tokens, old.token_hash.into_bytes());
+        .map(|old| old.token_hash);
+    if let Some(old) = &replaced_token {
+        batch.delete(Map::Tokens, old.clone().into_bytes());
     }
     let token = new_access_token();
     let token_hash = hash_token(&token);
@@ -151,34 +163,42 @@ pub fn issue_device(
         last_seen_ts: now_millis(),
     };
     batch.put_json(Map::Devices, device_key, &device);
-    Ok((device_id, token))
+    Ok(IssuedDevice {
+        device_id,
+        access_token: token,
+        replaced_token,
+    })
 }
 
 /// `POST /_matrix/client/v3/logout`: deletes the device and its token.
-pub async fn logout(shard: &Shard, request: &ApiRequest) -> ApiResult<Value> {
+pub async fn logout(shard: &Rc<Shard>, request: &ApiRequest) -> ApiResult<Value> {
     let auth = request.auth()?;
     let mut batch = WriteBatch::default();
-    remove_device(shard, &mut batch, auth.user_id.as_str(), &auth.device_id)?;
+    let removed = remove_device(shard, &mut batch, auth.user_id.as_str(), &auth.device_id)?;
     shard.committer.commit(batch).await?;
+    shard.evict_tokens(removed.into_iter().collect()).await;
     Ok(json!({}))
 }
 
 /// `POST /_matrix/client/v3/logout/all`: deletes every device of the user.
-pub async fn logout_all(shard: &Shard, request: &ApiRequest) -> ApiResult<Value> {
+pub async fn logout_all(shard: &Rc<Shard>, request: &ApiRequest) -> ApiResult<Value> {
     let auth = request.auth()?;
     let mut batch = WriteBatch::default();
+    let mut removed = Vec::new();
     for (key, _) in shard
         .store
         .scan_prefix(Map::Devices, &keys::prefix(auth.user_id.as_str()))?
     {
-        remove_device(
+        let device_id = keys::last_part(&key);
+        removed.extend(remove_device(
             shard,
             &mut batch,
             auth.user_id.as_str(),
-            &keys::last_part(&key),
-        )?;
+            &device_id,
+        )?);
     }
     shard.committer.commit(batch).await?;
+    shard.evict_tokens(removed).await;
     Ok(json!({}))
 }
 
@@ -187,14 +207,15 @@ fn remove_device(
     batch: &mut WriteBatch,
     user_id: &str,
     device_id: &str,
-) -> ApiResult<()> {
+) -> ApiResult<Option<String>> {
     let device_key = keys::pair(user_id, device_id);
-    if let Some(device) = shard
+    let token_hash = shard
         .store
         .get_json::<DeviceRecord>(Map::Devices, &device_key)?
-    {
-        batch.delete(Map::Tokens, device.token_hash.into_bytes());
+        .map(|device| device.token_hash);
+    if let Some(hash) = &token_hash {
+        batch.delete(Map::Tokens, hash.clone().into_bytes());
     }
     batch.delete(Map::Devices, device_key);
-    Ok(())
+    Ok(token_hash)
 }

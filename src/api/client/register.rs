@@ -91,10 +91,10 @@ async fn create_account(
     batch.put_json(Map::Users, user_id.as_bytes().to_vec(), &record);
     let mut response = json!({ "user_id": user_id });
     if let Some((device_id, display_name)) = device {
-        let (device_id, token) =
-            issue_device(shard, &mut batch, &user_id, device_id, display_name)?;
-        response["device_id"] = json!(device_id);
-        response["access_token"] = json!(token);
+        // A new account has no earlier device, so no token is replaced.
+        let issued = issue_device(shard, &mut batch, &user_id, device_id, display_name)?;
+        response["device_id"] = json!(issued.device_id);
+        response["access_token"] = json!(issued.access_token);
         response["home_server"] = json!(shard.config.server_name);
     }
     shard.committer.commit(batch).await?;
