@@ -45,6 +45,10 @@ struct Cli {
     /// Shard count passed to `shard_of`.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     shards: u32,
+    /// Run only the benchmarks whose name contains this text, for example
+    /// `sign` under callgrind (see bench/instructions.sh).
+    #[arg(long)]
+    only: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -66,33 +70,64 @@ fn run(cli: &Cli) -> Result<Vec<Measurement>, String> {
         iterations,
         warmup,
         shards,
+        ..
     } = *cli;
+    let selected = |name: &str| cli.only.as_deref().is_none_or(|only| name.contains(only));
+    let mut measurements = Vec::new();
 
-    let parse = measure("serde_json parse PDU", warmup, iterations, 1, || {
-        serde_json::from_str::<serde_json::Value>(std::hint::black_box(MESSAGE_PDU))
-    });
+    if selected("serde_json parse PDU") {
+        measurements.push(measure(
+            "serde_json parse PDU",
+            warmup,
+            iterations,
+            1,
+            || serde_json::from_str::<serde_json::Value>(std::hint::black_box(MESSAGE_PDU)),
+        ));
+    }
 
     let signing = SigningFixture::new()?;
-    let clone = measure("clone canonical object", warmup, iterations, 1, || {
-        signing.unsigned.clone()
-    });
-    let sign = measure(
-        "hash, sign, reference hash (v12)",
-        warmup,
-        iterations,
-        1,
-        || signing.sign_and_hash(),
-    );
+    if selected("clone canonical object") {
+        measurements.push(measure(
+            "clone canonical object",
+            warmup,
+            iterations,
+            1,
+            || signing.unsigned.clone(),
+        ));
+    }
+    if selected("hash, sign, reference hash (v12)") {
+        measurements.push(measure(
+            "hash, sign, reference hash (v12)",
+            warmup,
+            iterations,
+            1,
+            || signing.sign_and_hash(),
+        ));
+    }
 
     let ids = sample_ids(SHARD_IDS);
     let nr_shards = shards as usize;
-    let shard = measure("shard_of", warmup, iterations, SHARD_IDS as u64, || {
-        ids.iter()
-            .map(|id| eltrix_shards::shard_of(id, nr_shards))
-            .sum::<usize>()
-    });
+    if selected("shard_of") {
+        measurements.push(measure(
+            "shard_of",
+            warmup,
+            iterations,
+            SHARD_IDS as u64,
+            || {
+                ids.iter()
+                    .map(|id| eltrix_shards::shard_of(id, nr_shards))
+                    .sum::<usize>()
+            },
+        ));
+    }
 
-    Ok(vec![parse, clone, sign, shard])
+    if measurements.is_empty() {
+        return Err(format!(
+            "no benchmark name contains {:?}",
+            cli.only.as_deref().unwrap_or_default()
+        ));
+    }
+    Ok(measurements)
 }
 
 /// The event and key that the signing benchmark uses.

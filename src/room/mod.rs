@@ -3,7 +3,7 @@
 //! that orders, persists and announces events.
 
 pub mod append;
-mod auth;
+pub mod auth;
 pub mod builder;
 pub mod client_format;
 pub mod history;
