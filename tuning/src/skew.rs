@@ -67,8 +67,8 @@ pub fn parse_shard_series(text: &str) -> Series {
     series
 }
 
-/// The busiest shard of a series and its value over the mean; `None` when
-/// every value is zero.
+/// Returns the busiest shard of a series and its value over the mean, or
+/// `None` when every value is zero.
 #[must_use]
 pub fn skew(values: &BTreeMap<usize, f64>) -> Option<(usize, f64)> {
     let total: f64 = values.values().sum();

@@ -19,7 +19,7 @@ pub struct Point {
     pub p99_ms: f64,
 }
 
-/// What to run at each shard count.
+/// The binaries, port and scenario of a sweep.
 pub struct SweepPlan<'a> {
     pub server: &'a Path,
     pub loadtest: &'a Path,
@@ -28,7 +28,7 @@ pub struct SweepPlan<'a> {
     pub work_dir: &'a Path,
 }
 
-/// Longest wait for a started server to answer `/health`.
+/// Maximum wait for a started server to accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Runs the plan at `shards` shards on an empty data directory.
