@@ -124,27 +124,40 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
 
 async fn run_shard(parts: ShardParts, mut inbox: UnboundedReceiver<ShardTask<Shard>>) {
     let listen = parts.config.listen;
-    let max_body = parts.config.max_request_bytes;
+    let limits = crate::http::Limits {
+        max_body: parts.config.max_request_bytes,
+        idle_timeout: Duration::from_secs(parts.config.idle_timeout_secs),
+        request_timeout: Duration::from_secs(parts.config.request_timeout_secs),
+    };
     let shard = Rc::new(Shard::new(parts));
 
     let inbox_shard = shard.clone();
     monoio::spawn(async move {
         while let Some(task) = inbox.recv().await {
             inbox_shard.metrics.record_cross_shard_task(inbox.len());
-            monoio::spawn(task(inbox_shard.clone()));
+            let shard = inbox_shard.clone();
+            shard.tasks_running.set(shard.tasks_running.get() + 1);
+            monoio::spawn(async move {
+                task(shard.clone()).await;
+                shard.tasks_running.set(shard.tasks_running.get() - 1);
+            });
         }
     });
 
     let stop = shard.stop.notified();
     let handler_shard = shard.clone();
     let handler = Rc::new(move |request| crate::api::serve(handler_shard.clone(), request));
-    if let Err(error) = crate::http::listen(listen, max_body, handler, stop).await {
+    if let Err(error) = crate::http::listen(listen, limits, handler, stop).await {
         tracing::error!(shard_id = shard.id, %listen, %error, "failed to listen");
         std::process::exit(1);
     }
 
     let deadline = Instant::now() + DRAIN_TIMEOUT;
-    while shard.in_flight.get() > 0 && Instant::now() < deadline {
+    // Requests accepted here may wait on other shards, and tasks running
+    // here answer requests accepted elsewhere, so a shard stays up until both
+    // are done.
+    while (shard.in_flight.get() > 0 || shard.tasks_running.get() > 0) && Instant::now() < deadline
+    {
         monoio::time::sleep(Duration::from_millis(10)).await;
     }
     tracing::info!(shard_id = shard.id, "shard stopped");

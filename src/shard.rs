@@ -40,8 +40,11 @@ pub struct Shard {
     last_create_millis: Cell<u64>,
     /// Set when shutdown starts; new requests get 503.
     pub stopping: Cell<bool>,
-    /// Requests being served on this shard.
+    /// Requests accepted on this shard and not yet answered.
     pub in_flight: Cell<usize>,
+    /// Tasks from the mesh running on this shard, such as handlers of
+    /// requests that other shards accepted.
+    pub tasks_running: Cell<usize>,
     /// Notified when shutdown starts, to stop accepting connections.
     pub stop: tokio::sync::Notify,
     pub metrics: ShardMetrics,
@@ -80,6 +83,7 @@ impl Shard {
             last_create_millis: Cell::new(0),
             stopping: Cell::new(false),
             in_flight: Cell::new(0),
+            tasks_running: Cell::new(0),
             stop: tokio::sync::Notify::new(),
             metrics: ShardMetrics::default(),
             tokens: TokenCache::default(),

@@ -266,7 +266,7 @@ fn sync_index(c: &mut Criterion) {
                 source: 1,
                 room_id: room_id.clone(),
                 pos,
-                users: vec![user.clone()],
+                users: std::sync::Arc::new(vec![user.clone()]),
                 membership: None,
             };
             index.apply(black_box(&note));

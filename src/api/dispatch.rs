@@ -159,7 +159,9 @@ fn authenticate(shard: &Shard, http: &HttpRequest, query: &[(String, String)]) -
     let header = http
         .authorization
         .as_deref()
-        .and_then(|value| value.strip_prefix("Bearer "));
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token);
     let param = query
         .iter()
         .find(|(key, _)| key == "access_token")

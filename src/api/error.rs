@@ -59,6 +59,18 @@ impl MatrixError {
         }
     }
 
+    /// The 401 that starts User-Interactive Auth: the body is `flows` alone,
+    /// without an errcode, because no stage has failed yet.
+    #[must_use]
+    pub fn auth_required(flows: Value) -> Self {
+        Self {
+            status: 401,
+            errcode: "",
+            message: String::new(),
+            extra: Some(flows),
+        }
+    }
+
     /// Adds top-level fields to the error body.
     #[must_use]
     pub fn with_extra(mut self, extra: Value) -> Self {
@@ -69,7 +81,13 @@ impl MatrixError {
     /// Serializes the error body.
     #[must_use]
     pub fn body(&self) -> Vec<u8> {
-        let mut body = json!({ "errcode": self.errcode, "error": self.message });
+        // A User-Interactive Auth challenge that reports no failed stage has
+        // no errcode (see `Self::auth_required`).
+        let mut body = if self.errcode.is_empty() {
+            json!({})
+        } else {
+            json!({ "errcode": self.errcode, "error": self.message })
+        };
         if let (Some(Value::Object(extra)), Value::Object(map)) = (&self.extra, &mut body) {
             for (key, value) in extra {
                 map.insert(key.clone(), value.clone());

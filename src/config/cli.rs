@@ -38,6 +38,13 @@ pub struct Cli {
     /// Maximum request body in bytes [default: 1048576].
     #[arg(long, env = "ELTRIX_MAX_REQUEST_BYTES")]
     pub max_request_bytes: Option<usize>,
+    /// Seconds an idle keep-alive connection stays open [default: 120].
+    #[arg(long, env = "ELTRIX_IDLE_TIMEOUT_SECS")]
+    pub idle_timeout_secs: Option<u64>,
+    /// Seconds allowed to receive a started request or send a response
+    /// [default: 30].
+    #[arg(long, env = "ELTRIX_REQUEST_TIMEOUT_SECS")]
+    pub request_timeout_secs: Option<u64>,
     /// Base URL advertised to clients in /.well-known/matrix/client.
     #[arg(long, env = "ELTRIX_PUBLIC_BASEURL")]
     pub public_baseurl: Option<String>,
@@ -59,6 +66,8 @@ impl Cli {
         set(&mut config.pin_cores, self.pin_cores);
         set(&mut config.registration, self.registration);
         set(&mut config.max_request_bytes, self.max_request_bytes);
+        set(&mut config.idle_timeout_secs, self.idle_timeout_secs);
+        set(&mut config.request_timeout_secs, self.request_timeout_secs);
         set(&mut config.log, self.log.clone());
         set(&mut config.log_json, self.log_json);
         if self.public_baseurl.is_some() {

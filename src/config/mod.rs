@@ -42,6 +42,10 @@ pub struct Config {
     pub registration_tokens: Vec<String>,
     /// Maximum accepted request body, in bytes.
     pub max_request_bytes: usize,
+    /// Seconds an idle keep-alive connection stays open.
+    pub idle_timeout_secs: u64,
+    /// Seconds allowed to receive a started request, and to send a response.
+    pub request_timeout_secs: u64,
     /// Public base URL advertised in `/.well-known/matrix/client`.
     pub public_baseurl: Option<String>,
     /// Log filter in `tracing_subscriber::EnvFilter` syntax.
@@ -61,6 +65,8 @@ impl Default for Config {
             registration: RegistrationMode::Open,
             registration_tokens: Vec::new(),
             max_request_bytes: 1024 * 1024,
+            idle_timeout_secs: 120,
+            request_timeout_secs: 30,
             public_baseurl: None,
             log: "info".to_owned(),
             log_json: false,
@@ -83,6 +89,8 @@ pub enum ConfigError {
     },
     #[error("invalid server_name {0:?}: expected a host name with an optional port")]
     ServerName(String),
+    #[error("idle_timeout_secs and request_timeout_secs must be at least 1")]
+    ZeroTimeout,
     #[error("registration = \"token\" needs at least one registration token")]
     NoRegistrationToken,
 }
@@ -119,6 +127,9 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         if ruma::ServerName::parse(&self.server_name).is_err() {
             return Err(ConfigError::ServerName(self.server_name.clone()));
+        }
+        if self.idle_timeout_secs == 0 || self.request_timeout_secs == 0 {
+            return Err(ConfigError::ZeroTimeout);
         }
         if self.registration == RegistrationMode::Token && self.registration_tokens.is_empty() {
             return Err(ConfigError::NoRegistrationToken);

@@ -4,4 +4,4 @@
 mod body;
 mod server;
 
-pub use server::{HttpRequest, HttpResponse, listen};
+pub use server::{HttpRequest, HttpResponse, Limits, listen};

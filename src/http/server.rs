@@ -3,7 +3,7 @@
 use std::{future::Future, net::SocketAddr, rc::Rc, time::Duration};
 
 use monoio::{
-    io::{AsyncReadRent, AsyncWriteRentExt},
+    io::{AsyncWriteRentExt, CancelableAsyncReadRent, CancelableAsyncWriteRentExt, Canceller},
     net::{ListenerOpts, TcpListener, TcpStream},
 };
 
@@ -11,10 +11,17 @@ use super::body::{Chunked, decode_chunked};
 
 /// Maximum request head size, in bytes.
 const MAX_HEAD_BYTES: usize = 32 * 1024;
-/// Time a keep-alive connection may sit idle before it is closed.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
-/// Time allowed to receive the rest of a request once it has started.
-const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Per-connection limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest request body accepted, in bytes.
+    pub max_body: usize,
+    /// Time a keep-alive connection may sit idle before it is closed.
+    pub idle_timeout: Duration,
+    /// Time allowed to receive the rest of a request once it has started,
+    /// and for the client to take a response.
+    pub request_timeout: Duration,
+}
 
 /// A parsed request.
 #[derive(Debug, Clone)]
@@ -58,7 +65,7 @@ impl HttpResponse {
 /// Returns the OS error if the port cannot be bound.
 pub async fn listen<H, Fut>(
     addr: SocketAddr,
-    max_body: usize,
+    limits: Limits,
     handler: Rc<H>,
     stop: impl Future<Output = ()>,
 ) -> std::io::Result<()>
@@ -74,7 +81,7 @@ where
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    monoio::spawn(serve_connection(stream, peer, max_body, handler.clone()));
+                    monoio::spawn(serve_connection(stream, peer, limits, handler.clone()));
                 }
                 Err(error) => {
                     tracing::warn!(%error, "accept failed");
@@ -93,7 +100,7 @@ enum Parsed {
 async fn serve_connection<H, Fut>(
     mut stream: TcpStream,
     peer: SocketAddr,
-    max_body: usize,
+    limits: Limits,
     handler: Rc<H>,
 ) where
     H: Fn(HttpRequest) -> Fut,
@@ -101,7 +108,7 @@ async fn serve_connection<H, Fut>(
 {
     let mut buffer = Vec::new();
     loop {
-        let parsed = match read_request(&mut stream, &mut buffer, peer, max_body).await {
+        let parsed = match read_request(&mut stream, &mut buffer, peer, limits).await {
             Some(parsed) => parsed,
             None => return,
         };
@@ -111,7 +118,7 @@ async fn serve_connection<H, Fut>(
                 (error_response(status, errcode, message), false)
             }
         };
-        if write_response(&mut stream, response, keep_alive)
+        if write_response(&mut stream, response, keep_alive, limits.request_timeout)
             .await
             .is_err()
             || !keep_alive
@@ -125,8 +132,9 @@ async fn read_request(
     stream: &mut TcpStream,
     buffer: &mut Vec<u8>,
     peer: SocketAddr,
-    max_body: usize,
+    limits: Limits,
 ) -> Option<Parsed> {
+    let max_body = limits.max_body;
     let mut first = true;
     let (head_len, mut request, framing, keep_alive, expects_continue) = loop {
         if !buffer.is_empty() {
@@ -140,13 +148,22 @@ async fn read_request(
                     ));
                 }
                 Ok(None) => {}
-                Err(()) => return Some(Parsed::Reject(400, "M_UNKNOWN", "Malformed HTTP request")),
+                Err(HeadError::Malformed) => {
+                    return Some(Parsed::Reject(400, "M_UNKNOWN", "Malformed HTTP request"));
+                }
+                Err(HeadError::TooManyHeaders) => {
+                    return Some(Parsed::Reject(
+                        431,
+                        "M_TOO_LARGE",
+                        "Too many request headers",
+                    ));
+                }
             }
         }
         let wait = if first && buffer.is_empty() {
-            IDLE_TIMEOUT
+            limits.idle_timeout
         } else {
-            READ_TIMEOUT
+            limits.request_timeout
         };
         first = false;
         if !read_more(stream, buffer, wait).await {
@@ -166,15 +183,14 @@ async fn read_request(
         _ => {}
     }
     if expects_continue {
-        let _ = stream
-            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec())
-            .await;
+        let _ =
+            AsyncWriteRentExt::write_all(stream, b"HTTP/1.1 100 Continue\r\n\r\n".to_vec()).await;
     }
 
     match framing {
         Framing::Length(length) => {
             while buffer.len() < length {
-                if !read_more(stream, buffer, READ_TIMEOUT).await {
+                if !read_more(stream, buffer, limits.request_timeout).await {
                     return None;
                 }
             }
@@ -188,7 +204,7 @@ async fn read_request(
                     break;
                 }
                 Chunked::Partial if buffer.len() <= max_body.saturating_mul(2) + 1024 => {
-                    if !read_more(stream, buffer, READ_TIMEOUT).await {
+                    if !read_more(stream, buffer, limits.request_timeout).await {
                         return None;
                     }
                 }
@@ -239,18 +255,26 @@ fn return_read_buffer(mut buffer: Vec<u8>) {
 }
 
 async fn read_more(stream: &mut TcpStream, buffer: &mut Vec<u8>, wait: Duration) -> bool {
-    match monoio::time::timeout(wait, stream.read(take_read_buffer())).await {
-        Ok((Ok(n), scratch)) if n > 0 => {
-            buffer.extend_from_slice(&scratch[..n]);
+    // A read dropped on timeout would stay queued in io_uring and keep the
+    // socket open, so the timeout cancels it and waits for its completion.
+    let canceller = Canceller::new();
+    let read = stream.cancelable_read(take_read_buffer(), canceller.handle());
+    let mut read = std::pin::pin!(read);
+    let (result, scratch) = monoio::select! {
+        done = &mut read => done,
+        () = monoio::time::sleep(wait) => {
+            canceller.cancel();
+            let (_, scratch) = read.await;
             return_read_buffer(scratch);
-            true
+            return false;
         }
-        Ok((_, scratch)) => {
-            return_read_buffer(scratch);
-            false
-        }
-        Err(_) => false,
+    };
+    let read_some = matches!(result, Ok(n) if n > 0);
+    if let Ok(n) = result {
+        buffer.extend_from_slice(&scratch[..n]);
     }
+    return_read_buffer(scratch);
+    read_some
 }
 
 enum Framing {
@@ -260,30 +284,45 @@ enum Framing {
 
 type Head = (usize, HttpRequest, Framing, bool, bool);
 
-fn parse_head(buffer: &[u8], peer: SocketAddr) -> Result<Option<Head>, ()> {
+/// A request head that cannot be served.
+enum HeadError {
+    Malformed,
+    TooManyHeaders,
+}
+
+fn parse_head(buffer: &[u8], peer: SocketAddr) -> Result<Option<Head>, HeadError> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut parsed = httparse::Request::new(&mut headers);
     let head_len = match parsed.parse(buffer) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(_) => return Err(()),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
+        Err(_) => return Err(HeadError::Malformed),
     };
-    let method = parsed.method.ok_or(())?.to_owned();
-    let target = parsed.path.ok_or(())?;
+    let method = parsed.method.ok_or(HeadError::Malformed)?.to_owned();
+    let target = parsed.path.ok_or(HeadError::Malformed)?;
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let mut keep_alive = parsed.version == Some(1);
-    let mut framing = Framing::Length(0);
+    let mut content_length: Option<usize> = None;
+    let mut chunked = false;
     let mut authorization = None;
     let mut expects_continue = false;
 
     for header in parsed.headers.iter() {
-        let value = std::str::from_utf8(header.value).map_err(|_| ())?.trim();
+        let value = std::str::from_utf8(header.value)
+            .map_err(|_| HeadError::Malformed)?
+            .trim();
         match header.name.to_ascii_lowercase().as_str() {
-            "content-length" => framing = Framing::Length(value.parse().map_err(|_| ())?),
-            "transfer-encoding" if value.eq_ignore_ascii_case("chunked") => {
-                framing = Framing::Chunked
+            "content-length" => {
+                let length = value.parse().map_err(|_| HeadError::Malformed)?;
+                // RFC 9112 section 6.3: differing lengths are a framing error.
+                if content_length.is_some_and(|seen| seen != length) {
+                    return Err(HeadError::Malformed);
+                }
+                content_length = Some(length);
             }
-            "transfer-encoding" => return Err(()),
+            "transfer-encoding" if value.eq_ignore_ascii_case("chunked") => chunked = true,
+            "transfer-encoding" => return Err(HeadError::Malformed),
             "connection" if value.eq_ignore_ascii_case("close") => keep_alive = false,
             "connection" if value.eq_ignore_ascii_case("keep-alive") => keep_alive = true,
             "authorization" => authorization = Some(value.to_owned()),
@@ -292,6 +331,15 @@ fn parse_head(buffer: &[u8], peer: SocketAddr) -> Result<Option<Head>, ()> {
         }
     }
 
+    // RFC 9112 section 6.1: chunked framing wins over Content-Length, and
+    // the connection closes after the response.
+    let framing = match (chunked, content_length) {
+        (true, length) => {
+            keep_alive &= length.is_none();
+            Framing::Chunked
+        }
+        (false, length) => Framing::Length(length.unwrap_or(0)),
+    };
     let request = HttpRequest {
         method,
         path: path.to_owned(),
@@ -318,6 +366,7 @@ async fn write_response(
     stream: &mut TcpStream,
     response: HttpResponse,
     keep_alive: bool,
+    timeout: Duration,
 ) -> std::io::Result<()> {
     use std::fmt::Write as _;
 
@@ -343,8 +392,17 @@ async fn write_response(
     });
     let mut bytes = head.into_bytes();
     bytes.extend_from_slice(&response.body);
-    let (result, _) = stream.write_all(bytes).await;
-    result.map(|_| ())
+    let canceller = Canceller::new();
+    let write = CancelableAsyncWriteRentExt::write_all(stream, bytes, canceller.handle());
+    let mut write = std::pin::pin!(write);
+    monoio::select! {
+        (result, _) = &mut write => result.map(|_| ()),
+        () = monoio::time::sleep(timeout) => {
+            canceller.cancel();
+            let _ = write.await;
+            Err(std::io::Error::from(std::io::ErrorKind::TimedOut))
+        }
+    }
 }
 
 fn reason(status: u16) -> &'static str {

@@ -165,6 +165,7 @@ impl Snapshot {
         room.state = self.state;
         room.state_ids = self.state_ids;
         room.members = self.members;
+        room.recipients = None;
         room.forward_extremities = self.forward_extremities;
         room.last_event = self.last_event;
         room.depth = self.depth;
@@ -267,38 +268,32 @@ fn stage_redaction(
 /// Queues, after the commit, one announcement per event to each shard that
 /// owns a local member (joined or invited) or the target of a membership
 /// change.
-fn add_announcements(shard: &Shard, room: &Room, pdus: &[Arc<Pdu>], batch: &mut WriteBatch) {
-    let mut members = room.members_with("join");
-    members.extend(room.members_with("invite"));
+fn add_announcements(shard: &Shard, room: &mut Room, pdus: &[Arc<Pdu>], batch: &mut WriteBatch) {
     let suffix = format!(":{}", shard.config.server_name);
+    let recipients = room.recipients(shard.nr_shards(), &suffix);
 
     let mut notes: Vec<(ShardId, RoomNotification)> = Vec::new();
     for pdu in pdus {
-        let membership = match (&pdu.kind, &pdu.state_key, pdu.membership()) {
-            (TimelineEventType::RoomMember, Some(user), Some(membership)) => {
-                OwnedUserId::try_from(user.as_str())
-                    .ok()
-                    .map(|user| (user, membership))
-            }
+        let membership = match (&pdu.kind, &pdu.state_key) {
+            (TimelineEventType::RoomMember, Some(user)) => OwnedUserId::try_from(user.as_str())
+                .ok()
+                .zip(pdu.membership()),
             _ => None,
         };
-        let mut targets: Vec<OwnedUserId> = members.clone();
+        let mut targets: Vec<(ShardId, Arc<Vec<OwnedUserId>>)> = recipients.as_ref().clone();
+        // The target of a membership change is told even when it is no
+        // longer joined or invited (a leave, kick or ban).
         if let Some((user, _)) = &membership
-            && !targets.contains(user)
+            && user.as_str().ends_with(&suffix)
+            && !targets.iter().any(|(_, users)| users.contains(user))
         {
-            targets.push(user.clone());
+            let owner = shard.owner(user.as_str());
+            match targets.iter_mut().find(|(target, _)| *target == owner) {
+                Some((_, users)) => Arc::make_mut(users).push(user.clone()),
+                None => targets.push((owner, Arc::new(vec![user.clone()]))),
+            }
         }
-        let mut by_shard: BTreeMap<ShardId, Vec<OwnedUserId>> = BTreeMap::new();
-        for user in targets
-            .into_iter()
-            .filter(|user| user.as_str().ends_with(&suffix))
-        {
-            by_shard
-                .entry(shard.owner(user.as_str()))
-                .or_default()
-                .push(user);
-        }
-        for (target, users) in by_shard {
+        for (target, users) in targets {
             let note = RoomNotification {
                 source: shard.id,
                 room_id: room.room_id.clone(),

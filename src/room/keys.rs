@@ -23,6 +23,7 @@ impl SigningKey {
     pub fn load_or_create(dir: &Path) -> io::Result<Self> {
         let path = dir.join("signing.key");
         if !path.exists() {
+            tracing::info!(path = %path.display(), "creating the server signing key");
             let document = Ed25519KeyPair::generate();
             let version = crate::auth::token::random_id(6).to_lowercase();
             let encoded = base64::engine::general_purpose::STANDARD.encode(document.as_slice());

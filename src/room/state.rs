@@ -18,6 +18,9 @@ use crate::store::{EventRecord, Map, RoomRecord, Store, StoreError, keys};
 /// `(event type, state key)`.
 pub type StateKey = (String, String);
 
+/// Users to announce events to, grouped by their shard.
+pub type Recipients = Arc<Vec<(usize, Arc<Vec<OwnedUserId>>)>>;
+
 /// The store key of a client transaction (see [`super::Txn`]).
 pub type TxnKey = Vec<u8>;
 
@@ -33,6 +36,10 @@ pub struct Room {
     pub state_ids: HashMap<OwnedEventId, StateKey>,
     /// Membership of every user with an `m.room.member` state event.
     pub members: HashMap<OwnedUserId, String>,
+    /// Local joined and invited members grouped by owning shard, the
+    /// recipients of each new event's announcement; rebuilt after a
+    /// membership change.
+    pub(crate) recipients: Option<Recipients>,
     pub forward_extremities: Vec<OwnedEventId>,
     /// The newest event, the `prev_events` of the next one.
     pub last_event: Option<Arc<Pdu>>,
@@ -62,6 +69,7 @@ impl Room {
             state: BTreeMap::new(),
             state_ids: HashMap::new(),
             members: HashMap::new(),
+            recipients: None,
             forward_extremities: Vec::new(),
             last_event: None,
             depth: 0,
@@ -113,6 +121,9 @@ impl Room {
             return;
         };
         let key = (pdu.kind.to_string(), state_key);
+        if key.0 == "m.room.member" {
+            self.recipients = None;
+        }
         if key.0 == "m.room.member"
             && let (Ok(user_id), Some(membership)) =
                 (OwnedUserId::try_from(key.1.as_str()), pdu.membership())
@@ -140,14 +151,29 @@ impl Room {
         membership.unwrap_or_else(|| "leave".to_owned())
     }
 
-    /// Users whose membership is `membership`.
-    #[must_use]
-    pub fn members_with(&self, membership: &str) -> Vec<OwnedUserId> {
-        self.members
-            .iter()
-            .filter(|(_, current)| current.as_str() == membership)
-            .map(|(user_id, _)| user_id.clone())
-            .collect()
+    /// Returns the local joined and invited members by owning shard, with
+    /// `suffix` the `:server_name` of local user IDs.
+    pub fn recipients(&mut self, nr_shards: usize, suffix: &str) -> Recipients {
+        if let Some(recipients) = &self.recipients {
+            return recipients.clone();
+        }
+        let mut by_shard: BTreeMap<usize, Vec<OwnedUserId>> = BTreeMap::new();
+        for (user_id, membership) in &self.members {
+            if matches!(membership.as_str(), "join" | "invite")
+                && user_id.as_str().ends_with(suffix)
+            {
+                let owner = eltrix_shards::shard_of(user_id.as_str(), nr_shards);
+                by_shard.entry(owner).or_default().push(user_id.clone());
+            }
+        }
+        let recipients: Recipients = Arc::new(
+            by_shard
+                .into_iter()
+                .map(|(shard, users)| (shard, Arc::new(users)))
+                .collect(),
+        );
+        self.recipients = Some(recipients.clone());
+        recipients
     }
 
     /// Finds a current state event by ID, for the authorization check.

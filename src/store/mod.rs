@@ -28,6 +28,8 @@ pub enum StoreError {
         map: &'static str,
         source: serde_json::Error,
     },
+    #[error("data directory {0} is in use by another running server; stop it or set --data-dir")]
+    Locked(std::path::PathBuf),
     #[error("the commit thread has stopped")]
     CommitterStopped,
 }
@@ -85,9 +87,13 @@ impl Store {
     ///
     /// Returns the engine's error if the database cannot be opened.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = Database::builder(dir.join("store"))
+        let db = match Database::builder(dir.join("store"))
             .manual_journal_persist(true)
-            .open()?;
+            .open()
+        {
+            Err(fjall::Error::Locked) => return Err(StoreError::Locked(dir.to_path_buf())),
+            result => result?,
+        };
         let maps = MAPS
             .iter()
             .map(|(_, name)| db.keyspace(name, KeyspaceCreateOptions::default))

@@ -70,7 +70,7 @@ pub async fn sync(shard: &Shard, request: &ApiRequest) -> ApiResult<Value> {
         let compare_from = if full_state { None } else { since.as_deref() };
         let changed = changed_rooms(shard, auth, compare_from, &upto, &sync_filter.room)?;
         let nothing_new = changed.is_empty() && since.is_some() && !full_state;
-        if nothing_new && !waited && !timeout.is_zero() {
+        if nothing_new && !waited && !timeout.is_zero() && !shard.stopping.get() {
             let woken = shard.sync.borrow_mut().wait(&auth.user_id);
             let _ = monoio::time::timeout(timeout, woken).await;
             waited = true;

@@ -6,7 +6,7 @@
 //! event of shard `s` up to it that concerns a local user has arrived. A sync
 //! token is that frontier vector; see `docs/sync-tokens.md`.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use eltrix_shards::ShardId;
 use ruma::{OwnedRoomId, OwnedUserId};
@@ -21,7 +21,7 @@ pub struct RoomNotification {
     pub room_id: OwnedRoomId,
     pub pos: u64,
     /// Local users on the receiving shard who should see it.
-    pub users: Vec<OwnedUserId>,
+    pub users: Arc<Vec<OwnedUserId>>,
     /// A membership change carried by the event: `(user, membership)`.
     pub membership: Option<(OwnedUserId, String)>,
 }
@@ -65,7 +65,7 @@ impl SyncIndex {
         if let Some(frontier) = self.frontier.get_mut(note.source) {
             *frontier = (*frontier).max(note.pos);
         }
-        for user_id in &note.users {
+        for user_id in note.users.iter() {
             let Some(user) = self.users.get_mut(user_id) else {
                 continue;
             };

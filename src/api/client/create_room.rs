@@ -66,6 +66,9 @@ pub async fn create_room(shard: &Rc<Shard>, request: &ApiRequest) -> ApiResult<V
         .unwrap_or_else(|| versions::DEFAULT_ROOM_VERSION.to_owned());
     versions::rules_for(&version)?;
     let invites = parse_invites(&body.invite)?;
+    for invitee in &invites {
+        super::membership::check_invitee(shard, invitee)?;
+    }
 
     for _ in 0..MAX_ATTEMPTS {
         let created_ts = shard.next_create_millis();

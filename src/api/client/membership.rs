@@ -164,6 +164,9 @@ pub async fn change(
     if is_unban && room.borrow().membership(target.as_str()) != "ban" {
         return Err(MatrixError::forbidden("The user is not banned"));
     }
+    if membership == "invite" {
+        check_invitee(shard, &target)?;
+    }
     append(
         shard,
         &room,
@@ -171,6 +174,25 @@ pub async fn change(
     )
     .await?;
     Ok(json!({}))
+}
+
+/// Rejects invites that no one could accept: users of other servers, while
+/// federation is not served, and local users who do not exist.
+///
+/// # Errors
+///
+/// `M_FORBIDDEN` for a remote user, `M_NOT_FOUND` for an unknown local user.
+pub fn check_invitee(shard: &Shard, target: &OwnedUserId) -> ApiResult<()> {
+    if target.server_name() != shard.config.server_name.as_str() {
+        return Err(MatrixError::forbidden(format!(
+            "Cannot invite {target}: this server does not federate with {}",
+            target.server_name()
+        )));
+    }
+    if shard.store.get(Map::Users, target.as_bytes())?.is_none() {
+        return Err(MatrixError::not_found(format!("Unknown user {target}")));
+    }
+    Ok(())
 }
 
 /// A membership event. Joins carry the display name, which is the user's

@@ -155,7 +155,12 @@ pub fn messages(shard: &Shard, request: &ApiRequest, room_id: &OwnedRoomId) -> A
     let backwards = match request.query("dir") {
         Some("b") => true,
         Some("f") => false,
-        _ => return Err(MatrixError::invalid_param("dir must be \"b\" or \"f\"")),
+        None => {
+            return Err(MatrixError::missing_param(
+                "Missing dir; use \"b\" or \"f\"",
+            ));
+        }
+        Some(_) => return Err(MatrixError::invalid_param("dir must be \"b\" or \"f\"")),
     };
     let limit = request
         .query_u64("limit")?

@@ -123,9 +123,7 @@ fn check_interactive_auth(
         error
     };
     let Some(auth) = auth else {
-        return Err(uia_error(MatrixError::unknown(
-            "Complete the authentication flow",
-        )));
+        return Err(MatrixError::auth_required(flows(shard)));
     };
     let kind = auth.get("type").and_then(Value::as_str);
     match (shard.config.registration, kind) {
