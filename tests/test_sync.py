@@ -426,3 +426,19 @@ def test_federation_event_format(alice, room):
     assert all(key.startswith("ed25519:") for key in signatures)
     assert isinstance(pdu["prev_events"], list)
     assert isinstance(pdu["auth_events"], list)
+
+
+def test_summary_counts_and_heroes(hs):
+    alice = hs.register_on_shard("summary-alice", 0)
+    bob = hs.register_on_shard("summary-bob", 1)
+    room_id = alice.create_room(invite=[bob.user_id])
+    body = alice.sync()
+    summary = body["rooms"]["join"][room_id]["summary"]
+    assert summary["m.joined_member_count"] == 1
+    assert summary["m.invited_member_count"] == 1
+    assert summary["m.heroes"] == [bob.user_id], "an unnamed room lists its other members"
+
+    named = alice.create_room(name="Named room")
+    named_summary = alice.sync()["rooms"]["join"][named]["summary"]
+    assert named_summary["m.joined_member_count"] == 1
+    assert "m.heroes" not in named_summary, "a named room needs no heroes"

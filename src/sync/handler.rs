@@ -264,6 +264,17 @@ fn joined_room(
     } else {
         Vec::new()
     };
+    // The counts are required unless unchanged since the last sync, so they
+    // come with every sync that starts the room or changes its members.
+    let members_changed = timeline
+        .state_keys
+        .iter()
+        .any(|(kind, _)| kind == "m.room.member");
+    let summary = if section.initial || section.full_state || joined_now || members_changed {
+        super::summary::room_summary(&shard.store, section.room_id.as_str(), viewer.user_id)?
+    } else {
+        json!({})
+    };
     Ok(json!({
         "timeline": {
             "events": timeline.events,
@@ -274,7 +285,7 @@ fn joined_room(
         "account_data": { "events": [] },
         "ephemeral": { "events": [] },
         "unread_notifications": { "highlight_count": 0, "notification_count": 0 },
-        "summary": {},
+        "summary": summary,
     }))
 }
 

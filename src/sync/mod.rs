@@ -4,6 +4,7 @@
 pub mod filter;
 pub mod handler;
 mod index;
+mod summary;
 pub mod token;
 
 pub use index::{RoomNotification, SyncIndex};
