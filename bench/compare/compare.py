@@ -75,7 +75,7 @@ def wait_http(args: argparse.Namespace) -> None:
 
 def synapse_config(args: argparse.Namespace) -> None:
     """Rewrite a generated homeserver.yaml and its log config for the benchmark."""
-    import yaml  # Only the Synapse virtualenv has PyYAML.
+    import yaml  # PyYAML comes with Synapse, and only this subcommand needs it.
 
     path = Path(args.config)
     config = yaml.safe_load(path.read_text())
@@ -163,6 +163,17 @@ def find_throughput(report: dict) -> float | None:
     return None
 
 
+def last_error_line(log: Path) -> str | None:
+    """Return the last line of a loadtest log that starts with "error", else its last line."""
+    if not log.exists():
+        return None
+    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    errors = [line for line in lines if line.lower().startswith("error")]
+    if errors:
+        return errors[-1]
+    return lines[-1] if lines else None
+
+
 def load_run(raw: Path, target: str, scenario: str) -> dict:
     """Collect the files that run.sh wrote for one scenario run."""
     stem = raw / f"{target}.{scenario}"
@@ -181,6 +192,8 @@ def load_run(raw: Path, target: str, scenario: str) -> dict:
     wall = read_text(stem.with_suffix(stem.suffix + ".wall"))
     if wall is not None:
         run["wall_s"] = float(wall)
+    if run["exit_code"] != 0:
+        run["error"] = last_error_line(Path(run["log"]))
     report_path = stem.with_suffix(stem.suffix + ".json")
     if report_path.exists():
         try:
@@ -316,6 +329,10 @@ def format_summary(results: dict) -> str:
         f"- Memory: {meta.get('memory', 'unknown')}",
         f"- Kernel: {meta.get('kernel', 'unknown')}",
         "",
+        f"Mode: {meta.get('mode', 'unknown')} ({meta.get('sizes', '')}), "
+        f"Eltrix shards: {meta.get('shards', '?')}, seed: {meta.get('seed', '?')}, "
+        f"total time: {meta.get('total_seconds', '?')} s.",
+        "",
         "## Servers",
         "",
     ]
@@ -325,6 +342,14 @@ def format_summary(results: dict) -> str:
         parts.append(f"- {info['label']}: {info['status']}{rss_text}")
         if info["server_command"]:
             parts.append(f"  - `{info['server_command']}`")
+    failed = [run for run in results["runs"] if run["exit_code"] != 0]
+    if failed:
+        parts += ["", "## Failures", ""]
+        for run in failed:
+            parts.append(
+                f"- {run['target']} {run['scenario']} (exit {run['exit_code']}): "
+                f"{run.get('error') or 'no output'}"
+            )
     parts += ["", "## Commands", ""]
     for run in results["runs"]:
         wall = format_number(run["wall_s"], 1)

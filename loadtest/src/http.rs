@@ -12,8 +12,8 @@ use crate::target::Target;
 
 /// Maximum size of a response's status line and headers.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
-/// Maximum size of a response body. The Client-Server API responses that the
-/// load test reads are a few hundred bytes.
+/// Maximum size of a response body. Responses to sends and joins are a few
+/// hundred bytes, but an initial `/sync` over many rooms can reach megabytes.
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// Maximum length of a chunk-size line, extensions included.
 const MAX_CHUNK_LINE_BYTES: usize = 1024;
@@ -265,7 +265,8 @@ pub enum HttpError {
         addr: SocketAddr,
         source: io::Error,
     },
-    /// The request did not complete within the request timeout.
+    /// The request did not complete within its deadline; the duration is
+    /// the time that it was given.
     TimedOut(Duration),
     /// The server closed the connection before sending any response byte.
     ClosedBeforeResponse,
@@ -322,8 +323,12 @@ pub fn encode_request(
         head.push_str(token);
         head.push_str("\r\n");
     }
-    head.push_str("Content-Type: application/json\r\n");
-    let _ = write!(head, "Content-Length: {}\r\n\r\n", body.len());
+    // A GET has no content, so it gets no content headers (RFC 9110, 8.6).
+    if !(body.is_empty() && method == "GET") {
+        head.push_str("Content-Type: application/json\r\n");
+        let _ = write!(head, "Content-Length: {}\r\n", body.len());
+    }
+    head.push_str("\r\n");
     let mut request = head.into_bytes();
     request.extend_from_slice(body);
     request
@@ -333,28 +338,26 @@ pub fn encode_request(
 /// again after the server closes it or a request fails.
 pub struct Connection {
     target: Target,
-    timeout: Duration,
     stream: Option<TcpStream>,
     buffer: Vec<u8>,
 }
 
 impl Connection {
-    /// Creates a connection whose requests each time out after `timeout`,
-    /// counted from the start of the request to the last response byte.
-    pub fn new(target: Target, timeout: Duration) -> Self {
+    pub fn new(target: Target) -> Self {
         Self {
             target,
-            timeout,
             stream: None,
             buffer: Vec::new(),
         }
     }
 
-    /// Sends one request and reads its response.
+    /// Sends one request and reads its response, failing with
+    /// [`HttpError::TimedOut`] when the last response byte has not arrived
+    /// by `deadline`.
     ///
     /// When a reused connection turns out to be closed before any response
     /// byte arrives (the server dropped an idle keep-alive connection), the
-    /// request is sent once more on a new connection, within the same timeout.
+    /// request is sent once more on a new connection, within the same deadline.
     // NOTE: a server that processed the request and then closed without
     // responding would see that request twice.
     pub fn request(
@@ -363,18 +366,28 @@ impl Connection {
         path: &str,
         access_token: Option<&str>,
         body: &[u8],
+        deadline: Instant,
     ) -> Result<Response, HttpError> {
         let request = encode_request(method, &self.target.host_header, path, access_token, body);
-        let deadline = Instant::now() + self.timeout;
+        let budget = deadline.saturating_duration_since(Instant::now());
         let reused = self.stream.is_some();
-        match self.exchange(&request, deadline) {
-            Err(HttpError::ClosedBeforeResponse) if reused => self.exchange(&request, deadline),
+        match self.exchange(&request, deadline, budget) {
+            Err(HttpError::ClosedBeforeResponse) if reused => {
+                self.exchange(&request, deadline, budget)
+            }
             result => result,
         }
     }
 
-    fn exchange(&mut self, request: &[u8], deadline: Instant) -> Result<Response, HttpError> {
-        let result = self.exchange_until(request, deadline);
+    /// Runs one exchange. `budget` is the whole time allowed for the
+    /// request, named in a timeout error.
+    fn exchange(
+        &mut self,
+        request: &[u8],
+        deadline: Instant,
+        budget: Duration,
+    ) -> Result<Response, HttpError> {
+        let result = self.exchange_until(request, deadline, budget);
         if !matches!(&result, Ok(response) if response.keep_alive) {
             self.stream = None;
             self.buffer.clear();
@@ -382,20 +395,23 @@ impl Connection {
         result
     }
 
-    fn exchange_until(&mut self, request: &[u8], deadline: Instant) -> Result<Response, HttpError> {
+    fn exchange_until(
+        &mut self,
+        request: &[u8],
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<Response, HttpError> {
         if self.stream.is_none() {
-            self.stream = Some(self.connect(deadline)?);
+            self.stream = Some(self.connect(deadline, timeout)?);
         }
         let Self {
             stream: Some(stream),
             buffer,
-            timeout,
             ..
         } = self
         else {
             return Err(HttpError::ClosedBeforeResponse);
         };
-        let timeout = *timeout;
         // Only one request is in flight, so leftover bytes cannot belong to it.
         buffer.clear();
 
@@ -406,7 +422,8 @@ impl Connection {
             .write_all(request)
             .map_err(|error| classify(error, true, timeout))?;
 
-        let mut chunk = [0u8; 16 * 1024];
+        // On the heap, because fanout runs its syncing threads on small stacks.
+        let mut chunk = vec![0u8; 16 * 1024];
         loop {
             if let Parsed::Complete { response, consumed } =
                 parse_response(buffer, false).map_err(HttpError::InvalidResponse)?
@@ -426,10 +443,10 @@ impl Connection {
         }
     }
 
-    fn connect(&self, deadline: Instant) -> Result<TcpStream, HttpError> {
+    fn connect(&self, deadline: Instant, timeout: Duration) -> Result<TcpStream, HttpError> {
         let mut last_error = None;
         for addr in &self.target.addrs {
-            match TcpStream::connect_timeout(addr, remaining(deadline, self.timeout)?) {
+            match TcpStream::connect_timeout(addr, remaining(deadline, timeout)?) {
                 Ok(stream) => {
                     stream.set_nodelay(true).map_err(HttpError::Io)?;
                     return Ok(stream);
@@ -638,5 +655,18 @@ mod tests {
         assert!(text.ends_with("Content-Length: 2\r\n\r\n{}"), "{text}");
         let anonymous = String::from_utf8(encode_request("POST", "h:1", "/y", None, b"")).unwrap();
         assert!(!anonymous.contains("Authorization"), "{anonymous}");
+        assert!(
+            anonymous.ends_with("Content-Length: 0\r\n\r\n"),
+            "{anonymous}"
+        );
+    }
+
+    #[test]
+    fn get_without_body_has_no_content_headers() {
+        let request = encode_request("GET", "h:1", "/_matrix/client/versions", None, b"");
+        let text = String::from_utf8(request).unwrap();
+        assert!(!text.contains("Content-Length"), "{text}");
+        assert!(!text.contains("Content-Type"), "{text}");
+        assert!(text.ends_with("Accept: application/json\r\n\r\n"), "{text}");
     }
 }

@@ -3,24 +3,26 @@
 
 use std::{
     fmt::{self, Write as _},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::{
-    http::{Connection, HttpError},
+    http::{Connection, HttpError, Response},
     target::Target,
 };
 
 /// Path prefix of the Client-Server API endpoints used here.
 const CLIENT_V3: &str = "/_matrix/client/v3";
 
-/// A registered user's access token.
-#[derive(Debug, Clone)]
+/// A registered user's device and access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
     pub user_id: String,
     pub access_token: String,
+    pub device_id: String,
 }
 
 /// Stage that completes the User-Interactive Auth of a registration.
@@ -42,6 +44,8 @@ pub enum ApiError {
         status: u16,
         errcode: Option<String>,
         message: Option<String>,
+        /// `retry_after_ms` of an `M_LIMIT_EXCEEDED` error.
+        retry_after_ms: Option<u64>,
     },
     /// A 2xx response whose body is not JSON or lacks a field the load test
     /// needs.
@@ -68,6 +72,19 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// Returns whether the request failed because no connection could be
+    /// opened.
+    pub fn is_connect_failure(&self) -> bool {
+        matches!(self, Self::Http(HttpError::Connect { .. }))
+    }
+
+    /// Returns whether the request ran out of time.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Http(HttpError::TimedOut(_)))
+    }
+}
+
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -76,6 +93,7 @@ impl fmt::Display for ApiError {
                 status,
                 errcode,
                 message,
+                ..
             } => {
                 write!(f, "HTTP {status}")?;
                 if let Some(errcode) = errcode {
@@ -111,6 +129,10 @@ pub fn status_error(status: u16, body: &[u8]) -> ApiError {
         status,
         errcode: field("errcode"),
         message: field("error"),
+        retry_after_ms: json
+            .as_ref()
+            .and_then(|json| json.get("retry_after_ms"))
+            .and_then(Value::as_u64),
     }
 }
 
@@ -128,22 +150,60 @@ pub fn encode_path_segment(segment: &str) -> String {
     encoded
 }
 
+/// One `GET /sync` request.
+#[derive(Debug, Clone, Copy)]
+pub struct SyncRequest<'a> {
+    /// Filter as JSON text, sent inline in the query string.
+    pub filter: &'a str,
+    /// `next_batch` of the previous response; `None` for an initial sync.
+    pub since: Option<&'a str>,
+    /// How long the server may hold the request open, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+/// A successful `/sync` response.
+#[derive(Debug, Clone)]
+pub struct SyncResponse {
+    /// Size of the response body, in bytes.
+    pub body_bytes: usize,
+    pub body: Value,
+}
+
 /// A Client-Server API client on one keep-alive connection.
 pub struct Client {
     connection: Connection,
     base_path: String,
+    timeout: Duration,
 }
 
 impl Client {
     pub fn new(target: &Target, timeout: Duration) -> Self {
         Self {
-            connection: Connection::new(target.clone(), timeout),
+            connection: Connection::new(target.clone()),
             base_path: target.base_path.clone(),
+            timeout,
         }
     }
 
-    /// Sends a request to `CLIENT_V3` + `endpoint` and returns the status and
-    /// body, whatever the status.
+    /// Sends a request to `path`, which starts after the URL's base path,
+    /// and returns the response whatever its status.
+    fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: &[u8],
+        deadline: Instant,
+    ) -> Result<Response, ApiError> {
+        let path = format!("{}{path}", self.base_path);
+        let response = self
+            .connection
+            .request(method, &path, token, body, deadline)?;
+        Ok(response)
+    }
+
+    /// Sends a request to `CLIENT_V3` + `endpoint` with a JSON body and
+    /// returns the status and body, whatever the status.
     fn call(
         &mut self,
         method: &str,
@@ -151,10 +211,9 @@ impl Client {
         token: Option<&str>,
         body: &Value,
     ) -> Result<(u16, Vec<u8>), ApiError> {
-        let path = format!("{}{CLIENT_V3}{endpoint}", self.base_path);
-        let response =
-            self.connection
-                .request(method, &path, token, body.to_string().as_bytes())?;
+        let path = format!("{CLIENT_V3}{endpoint}");
+        let deadline = Instant::now() + self.timeout;
+        let response = self.send(method, &path, token, body.to_string().as_bytes(), deadline)?;
         Ok((response.status, response.body))
     }
 
@@ -173,16 +232,36 @@ impl Client {
         parse_json(&bytes)
     }
 
-    /// `POST /_matrix/client/v3/register` without a password, following the
-    /// User-Interactive Auth flow: the first request returns 401 with a
-    /// session, the second completes the single stage within that session.
+    /// Sends a GET without a body to `path` and returns the body of a 2xx
+    /// response.
+    fn get_ok(
+        &mut self,
+        path: &str,
+        token: Option<&str>,
+        deadline: Instant,
+    ) -> Result<Vec<u8>, ApiError> {
+        let response = self.send("GET", path, token, b"", deadline)?;
+        if !(200..300).contains(&response.status) {
+            return Err(status_error(response.status, &response.body));
+        }
+        Ok(response.body)
+    }
+
+    /// `POST /_matrix/client/v3/register`, following the User-Interactive
+    /// Auth flow: the first request returns 401 with a session, the second
+    /// completes the single stage within that session. The password is
+    /// derived from the username, because some servers (Synapse) require
+    /// one; the load test logs in with access tokens only.
     pub fn register(
         &mut self,
         username: &str,
         auth: &RegistrationAuth,
     ) -> Result<Session, ApiError> {
-        let mut body =
-            json!({ "username": username, "initial_device_display_name": "eltrix-loadtest" });
+        let mut body = json!({
+            "username": username,
+            "password": format!("{username}-password"),
+            "initial_device_display_name": "eltrix-loadtest",
+        });
         let (status, bytes) = self.call("POST", "/register", None, &body)?;
         if (200..300).contains(&status) {
             return session_from(&bytes);
@@ -209,6 +288,22 @@ impl Client {
         session_from(&bytes)
     }
 
+    /// `GET /_matrix/client/v3/account/whoami`; returns the user ID.
+    pub fn whoami(&mut self, token: &str) -> Result<String, ApiError> {
+        let deadline = Instant::now() + self.timeout;
+        let path = format!("{CLIENT_V3}/account/whoami");
+        let body = self.get_ok(&path, Some(token), deadline)?;
+        string_field(&parse_json(&body)?, "user_id")
+    }
+
+    /// `GET /_matrix/client/versions`, which needs no access token. The
+    /// response body is not read.
+    pub fn versions(&mut self) -> Result<(), ApiError> {
+        let deadline = Instant::now() + self.timeout;
+        self.get_ok("/_matrix/client/versions", None, deadline)?;
+        Ok(())
+    }
+
     /// `POST /_matrix/client/v3/createRoom` with the `public_chat` preset;
     /// returns the room ID.
     pub fn create_public_room(&mut self, token: &str, name: &str) -> Result<String, ApiError> {
@@ -224,28 +319,129 @@ impl Client {
         Ok(())
     }
 
+    /// `GET /_matrix/client/v3/joined_rooms`; returns the room IDs.
+    pub fn joined_rooms(&mut self, token: &str) -> Result<Vec<String>, ApiError> {
+        let deadline = Instant::now() + self.timeout;
+        let path = format!("{CLIENT_V3}/joined_rooms");
+        let body = parse_json(&self.get_ok(&path, Some(token), deadline)?)?;
+        let rooms = body
+            .get("joined_rooms")
+            .and_then(Value::as_array)
+            .ok_or_else(|| ApiError::InvalidBody("missing array field \"joined_rooms\"".into()))?;
+        Ok(rooms
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect())
+    }
+
     /// `PUT /_matrix/client/v3/rooms/{roomId}/send/m.room.message/{txnId}`
-    /// with an `m.text` message. The response body of a success is not read.
+    /// with an `m.text` message; returns the event ID.
     pub fn send_text(
         &mut self,
         token: &str,
         room_id: &str,
         txn_id: &str,
         text: &str,
-    ) -> Result<(), ApiError> {
+    ) -> Result<String, ApiError> {
         let endpoint = format!(
             "/rooms/{}/send/m.room.message/{}",
             encode_path_segment(room_id),
             encode_path_segment(txn_id)
         );
         let body = json!({ "msgtype": "m.text", "body": text });
-        let (status, bytes) = self.call("PUT", &endpoint, Some(token), &body)?;
-        if (200..300).contains(&status) {
-            Ok(())
-        } else {
-            Err(status_error(status, &bytes))
-        }
+        let response = self.call_ok("PUT", &endpoint, Some(token), &body)?;
+        string_field(&response, "event_id")
     }
+
+    /// `GET /_matrix/client/v3/sync`. The HTTP request may take the sync
+    /// `timeout_ms` plus the client's request timeout, but ends at `stop_at`
+    /// when that comes first.
+    pub fn sync(
+        &mut self,
+        token: &str,
+        request: &SyncRequest<'_>,
+        stop_at: Option<Instant>,
+    ) -> Result<SyncResponse, ApiError> {
+        let long_poll = Duration::from_millis(request.timeout_ms);
+        let mut deadline = Instant::now() + long_poll + self.timeout;
+        if let Some(stop_at) = stop_at {
+            deadline = deadline.min(stop_at);
+        }
+        let path = format!("{CLIENT_V3}/sync?{}", sync_query(request));
+        let body = self.get_ok(&path, Some(token), deadline)?;
+        Ok(SyncResponse {
+            body_bytes: body.len(),
+            body: parse_json(&body)?,
+        })
+    }
+
+    /// `GET /_matrix/client/v3/rooms/{roomId}/messages` with `dir=b` and no
+    /// `from`, so the page starts at the newest event; returns the number of
+    /// events in the chunk.
+    pub fn messages_backwards(
+        &mut self,
+        token: &str,
+        room_id: &str,
+        limit: u32,
+    ) -> Result<usize, ApiError> {
+        let deadline = Instant::now() + self.timeout;
+        let path = format!(
+            "{CLIENT_V3}/rooms/{}/messages?dir=b&limit={limit}",
+            encode_path_segment(room_id)
+        );
+        let body = parse_json(&self.get_ok(&path, Some(token), deadline)?)?;
+        body.get("chunk")
+            .and_then(Value::as_array)
+            .map(Vec::len)
+            .ok_or_else(|| ApiError::InvalidBody("missing array field \"chunk\"".into()))
+    }
+}
+
+/// Builds the query string of a `/sync` request, without the leading `?`.
+pub fn sync_query(request: &SyncRequest<'_>) -> String {
+    let mut query = format!(
+        "filter={}&timeout={}",
+        encode_path_segment(request.filter),
+        request.timeout_ms
+    );
+    if let Some(since) = request.since {
+        query.push_str("&since=");
+        query.push_str(&encode_path_segment(since));
+    }
+    query
+}
+
+/// Returns the `next_batch` token of a sync response.
+pub fn next_batch(sync: &Value) -> Result<String, ApiError> {
+    string_field(sync, "next_batch")
+}
+
+/// Returns the timeline events of a joined room in a sync response, empty
+/// when the room is not in it.
+pub fn timeline_events<'a>(sync: &'a Value, room_id: &str) -> &'a [Value] {
+    sync.pointer("/rooms/join")
+        .and_then(|join| join.get(room_id))
+        .and_then(|room| room.pointer("/timeline/events"))
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
+}
+
+/// Returns whether the server cut the timeline of a joined room short
+/// (`limited`), so that events between two syncs may be missing.
+pub fn timeline_limited(sync: &Value, room_id: &str) -> bool {
+    sync.pointer("/rooms/join")
+        .and_then(|join| join.get(room_id))
+        .and_then(|room| room.pointer("/timeline/limited"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
+/// Returns the number of joined rooms in a sync response.
+pub fn joined_room_count(sync: &Value) -> usize {
+    sync.pointer("/rooms/join")
+        .and_then(Value::as_object)
+        .map_or(0, serde_json::Map::len)
 }
 
 fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
@@ -257,6 +453,7 @@ fn session_from(bytes: &[u8]) -> Result<Session, ApiError> {
     Ok(Session {
         user_id: string_field(&response, "user_id")?,
         access_token: string_field(&response, "access_token")?,
+        device_id: string_field(&response, "device_id")?,
     })
 }
 
@@ -270,7 +467,12 @@ fn string_field(response: &Value, name: &str) -> Result<String, ApiError> {
 
 #[cfg(test)]
 mod tests {
-    use super::{ApiError, encode_path_segment, status_error};
+    use serde_json::json;
+
+    use super::{
+        ApiError, SyncRequest, encode_path_segment, joined_room_count, next_batch, status_error,
+        sync_query, timeline_events, timeline_limited,
+    };
 
     #[test]
     fn room_id_is_percent_encoded() {
@@ -304,5 +506,68 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn status_error_reads_retry_after() {
+        let error = status_error(
+            429,
+            br#"{"errcode":"M_LIMIT_EXCEEDED","error":"slow down","retry_after_ms":250}"#,
+        );
+        assert!(matches!(
+            error,
+            ApiError::Status {
+                retry_after_ms: Some(250),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn sync_query_encodes_filter_and_since() {
+        let initial = SyncRequest {
+            filter: r#"{"room":{"timeline":{"limit":1}}}"#,
+            since: None,
+            timeout_ms: 0,
+        };
+        assert_eq!(
+            sync_query(&initial),
+            "filter=%7B%22room%22%3A%7B%22timeline%22%3A%7B%22limit%22%3A1%7D%7D%7D&timeout=0"
+        );
+        let incremental = SyncRequest {
+            since: Some("s1_2 3"),
+            timeout_ms: 30_000,
+            ..initial
+        };
+        assert!(
+            sync_query(&incremental).ends_with("&timeout=30000&since=s1_2%203"),
+            "{}",
+            sync_query(&incremental)
+        );
+    }
+
+    #[test]
+    fn sync_response_fields() {
+        let sync = json!({
+            "next_batch": "s42",
+            "rooms": {"join": {
+                "!a:x": {"timeline": {"events": [{"event_id": "$1"}, {"event_id": "$2"}], "limited": true}},
+                "!b:x": {"timeline": {"events": []}}
+            }}
+        });
+        assert_eq!(next_batch(&sync).unwrap(), "s42");
+        assert_eq!(timeline_events(&sync, "!a:x").len(), 2);
+        assert!(timeline_events(&sync, "!c:x").is_empty());
+        assert!(timeline_limited(&sync, "!a:x"));
+        assert!(!timeline_limited(&sync, "!b:x"));
+        assert_eq!(joined_room_count(&sync), 2);
+    }
+
+    #[test]
+    fn sync_response_without_rooms() {
+        let sync = json!({"next_batch": "s1"});
+        assert_eq!(joined_room_count(&sync), 0);
+        assert!(timeline_events(&sync, "!a:x").is_empty());
+        assert!(next_batch(&json!({})).is_err());
     }
 }

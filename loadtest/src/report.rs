@@ -1,10 +1,14 @@
-//! The result of a run: counts, throughput, latency percentiles and errors,
-//! as a text table and as JSON.
+//! The result of a run: counts, throughput, latency percentiles and errors
+//! per operation, and the sections of single scenarios, as a text table and
+//! as JSON.
 
 use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
+use serde_json::Value;
+
+use crate::tally::Tally;
 
 /// Highest latency the histogram tracks, in microseconds (one hour). Larger
 /// values are recorded as this value.
@@ -23,6 +27,9 @@ pub fn record_latency(histogram: &mut Histogram<u64>, latency: Duration) {
         .clamp(1, MAX_LATENCY_US);
     histogram.saturating_record(micros);
 }
+
+/// Highest response size the size histogram tracks, in bytes (1 GiB).
+const MAX_SIZE_BYTES: u64 = 1 << 30;
 
 /// Latency percentiles of successful requests, in milliseconds.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -97,45 +104,189 @@ pub fn merge_errors(
     }
 }
 
-/// Bound that ended the send phase.
+/// Bound that ended the measured phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StopReason {
-    /// `--messages` sends were made.
-    MessageLimit,
+    /// The request limit of the scenario (`--messages`, `--requests` or
+    /// users times `--repeats`) was reached.
+    RequestLimit,
     /// `--duration` passed first.
     DurationLimit,
 }
 
-/// Result of one `send` run.
+impl StopReason {
+    /// Returns `RequestLimit` when `requests` reached `limit`, else
+    /// `DurationLimit`.
+    pub fn from_count(requests: u64, limit: u64) -> Self {
+        if requests >= limit {
+            Self::RequestLimit
+        } else {
+            Self::DurationLimit
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Self::RequestLimit => "request limit",
+            Self::DurationLimit => "duration limit",
+        }
+    }
+}
+
+/// Result of one operation, such as `send` or `sync`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OperationReport {
+    /// Requests attempted, successful or not.
+    pub requests: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    /// Successful requests per second of the measured phase.
+    pub throughput_per_s: f64,
+    /// Latency of successful requests, or `None` when none succeeded.
+    pub latency: Option<Latency>,
+    /// Failed requests by Matrix errcode, HTTP status or transport failure.
+    pub errors: BTreeMap<String, ErrorCount>,
+}
+
+/// Users and rooms that the run used.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SetupReport {
+    /// Whether the users and rooms came from an existing `--state` file.
+    pub reused_state: bool,
+    /// Registration, room creation, joins and seeding, in seconds.
+    pub seconds: f64,
+    pub users: usize,
+    pub room_ids: Vec<String>,
+}
+
+/// Open-loop schedule of the measured phase.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScheduleReport {
+    /// `--rate`: requests per second over all workers.
+    pub rate_per_s: f64,
+    /// Requests due before the deadline that no worker started in time.
+    pub missed: u64,
+    /// How late requests started after their due time; large values mean
+    /// that the load generator or its connections could not keep up.
+    pub start_lag: Option<Latency>,
+}
+
+/// Messages seen by the syncing members of the `fanout` scenario.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeliveryReport {
+    pub members: u64,
+    /// Sends that returned an event ID.
+    pub messages_sent: u64,
+    /// `messages_sent` times `members`: one delivery per (message, member).
+    pub expected: u64,
+    pub delivered: u64,
+    /// Expected deliveries that no member sync showed before the end.
+    pub missing: u64,
+    /// Repeated appearances of an event already seen by the same member.
+    pub duplicates: u64,
+    /// Sender events in a member's timeline whose ID no send returned.
+    pub unmatched: u64,
+    /// Deliveries that arrived before the sender read its 200 response;
+    /// their latency is recorded as zero.
+    pub before_send_response: u64,
+    /// Member sync responses whose timeline of the room was `limited`.
+    pub limited_timelines: u64,
+    /// Time from the sender's 200 response to the arrival in a member's sync.
+    pub latency: Option<Latency>,
+    /// Time from the send's scheduled start to the arrival in a member's
+    /// sync, which includes the send itself.
+    pub latency_from_send_start: Option<Latency>,
+}
+
+/// Distribution of response sizes, in bytes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Sizes {
+    pub count: u64,
+    pub min_bytes: u64,
+    pub mean_bytes: f64,
+    pub p50_bytes: u64,
+    pub p90_bytes: u64,
+    pub p99_bytes: u64,
+    pub max_bytes: u64,
+}
+
+/// Creates a histogram of sizes in bytes, from 1 byte to 1 GiB, with 3
+/// significant digits.
+pub fn new_size_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_SIZE_BYTES, 3).expect("constant histogram bounds are valid")
+}
+
+/// Records one size, clamped to the histogram bounds.
+pub fn record_size(histogram: &mut Histogram<u64>, bytes: usize) {
+    let bytes = u64::try_from(bytes)
+        .unwrap_or(u64::MAX)
+        .clamp(1, MAX_SIZE_BYTES);
+    histogram.saturating_record(bytes);
+}
+
+impl Sizes {
+    /// Reads the distribution from a histogram of bytes. Returns `None`
+    /// when it contains no values.
+    pub fn from_histogram(histogram: &Histogram<u64>) -> Option<Self> {
+        if histogram.is_empty() {
+            return None;
+        }
+        Some(Self {
+            count: histogram.len(),
+            min_bytes: histogram.min(),
+            mean_bytes: histogram.mean(),
+            p50_bytes: histogram.value_at_quantile(0.50),
+            p90_bytes: histogram.value_at_quantile(0.90),
+            p99_bytes: histogram.value_at_quantile(0.99),
+            max_bytes: histogram.max(),
+        })
+    }
+}
+
+/// Fields that a scenario fills in before its phase runs.
+#[derive(Debug, Clone)]
+pub struct ReportHeader {
+    pub scenario: &'static str,
+    pub url: String,
+    /// `None` for scenarios without random choices.
+    pub seed: Option<u64>,
+    /// The scenario's options, as a JSON object.
+    pub parameters: Value,
+    pub setup: Option<SetupReport>,
+}
+
+/// Result of one run of a scenario.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub scenario: &'static str,
     pub url: String,
-    pub seed: u64,
-    pub users: u32,
-    pub rooms: u32,
-    pub concurrency: u32,
-    /// IDs of the rooms created for the run, to inspect them afterwards.
-    pub room_ids: Vec<String>,
-    pub messages_limit: u64,
-    pub duration_limit_s: u64,
-    pub timeout_ms: u64,
-    /// Registration, room creation and joins, in seconds.
-    pub setup_s: f64,
-    /// Wall-clock time of the send phase, in seconds.
+    pub seed: Option<u64>,
+    pub parameters: Value,
+    pub setup: Option<SetupReport>,
+    /// Wall-clock time of the measured phase, in seconds.
     pub elapsed_s: f64,
     pub stopped_by: StopReason,
-    /// Sends attempted, successful or not.
+    /// Requests of the measured phase over all operations.
     pub requests: u64,
     pub succeeded: u64,
     pub failed: u64,
-    /// Successful sends per second of the send phase.
+    /// Successful requests per second over all operations.
     pub throughput_per_s: f64,
-    /// Latency of successful sends, or `None` when none succeeded.
+    /// The scenario's headline latency, which `latency_of` names: the
+    /// operation, when the phase has one, else all operations merged, or
+    /// the deliveries in `fanout`.
     pub latency: Option<Latency>,
-    /// Failed sends by Matrix errcode, HTTP status or transport failure.
+    pub latency_of: String,
+    pub operations: BTreeMap<String, OperationReport>,
+    /// Failed requests of all operations by errcode.
     pub errors: BTreeMap<String, ErrorCount>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deliveries: Option<DeliveryReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_bytes: Option<Sizes>,
 }
 
 /// Returns `count / elapsed` per second, or 0 for a zero elapsed time.
@@ -151,64 +302,232 @@ pub fn rate_per_second(count: u64, elapsed: Duration) -> f64 {
 }
 
 impl Report {
+    /// Builds the report of a phase that took `elapsed` from the merged
+    /// tally of its workers. `rate_per_s` is `--rate` of an open-loop phase.
+    pub fn new(
+        header: ReportHeader,
+        elapsed: Duration,
+        stopped_by: StopReason,
+        tally: &Tally,
+        rate_per_s: Option<f64>,
+    ) -> Self {
+        let mut errors = BTreeMap::new();
+        let mut operations = BTreeMap::new();
+        let mut all_latency_us = new_latency_histogram();
+        for (&op, counted) in &tally.ops {
+            merge_errors(&mut errors, counted.errors.clone());
+            // Both histograms come from `new_latency_histogram`, so their
+            // bounds match and `add` cannot fail.
+            let _ = all_latency_us.add(&counted.latency_us);
+            let failed = counted.failed();
+            operations.insert(
+                op.to_owned(),
+                OperationReport {
+                    requests: counted.succeeded + failed,
+                    succeeded: counted.succeeded,
+                    failed,
+                    throughput_per_s: rate_per_second(counted.succeeded, elapsed),
+                    latency: Latency::from_histogram(&counted.latency_us),
+                    errors: counted.errors.clone(),
+                },
+            );
+        }
+        let schedule = rate_per_s.map(|rate| ScheduleReport {
+            rate_per_s: rate,
+            missed: tally.missed,
+            start_lag: Latency::from_histogram(&tally.start_lag_us),
+        });
+        let (succeeded, failed) = (tally.succeeded(), tally.failed());
+        let latency_of = match tally.ops.keys().collect::<Vec<_>>().as_slice() {
+            [op] => (**op).to_owned(),
+            _ => "all operations".to_owned(),
+        };
+        Self {
+            scenario: header.scenario,
+            url: header.url,
+            seed: header.seed,
+            parameters: header.parameters,
+            setup: header.setup,
+            elapsed_s: elapsed.as_secs_f64(),
+            stopped_by,
+            requests: succeeded + failed,
+            succeeded,
+            failed,
+            throughput_per_s: rate_per_second(succeeded, elapsed),
+            latency: Latency::from_histogram(&all_latency_us),
+            latency_of,
+            operations,
+            errors,
+            schedule,
+            deliveries: None,
+            response_bytes: None,
+        }
+    }
+
     /// Formats the report as a text table for a terminal.
     pub fn format_table(&self) -> String {
         let mut out = String::new();
+        self.write_summary(&mut out);
+        self.write_operations(&mut out);
+        if let Some(deliveries) = &self.deliveries {
+            write_deliveries(&mut out, deliveries);
+        }
+        if let Some(sizes) = &self.response_bytes {
+            let _ = writeln!(
+                out,
+                "\nresponse bytes  count {}, min {}, mean {:.0}, p50 {}, p90 {}, p99 {}, max {}",
+                sizes.count,
+                sizes.min_bytes,
+                sizes.mean_bytes,
+                sizes.p50_bytes,
+                sizes.p90_bytes,
+                sizes.p99_bytes,
+                sizes.max_bytes
+            );
+        }
+        write_errors(&mut out, &self.errors);
+        out
+    }
+
+    fn write_summary(&self, out: &mut String) {
+        let seed = self
+            .seed
+            .map_or_else(String::new, |seed| format!(" (seed {seed})"));
         let _ = writeln!(
             out,
-            "scenario     {} against {} (seed {})",
-            self.scenario, self.url, self.seed
+            "scenario     {} against {}{seed}",
+            self.scenario, self.url
         );
+        if let Some(setup) = &self.setup {
+            let source = if setup.reused_state {
+                "reused from the state file"
+            } else {
+                "created"
+            };
+            let _ = writeln!(
+                out,
+                "setup        {}, {} {source} in {:.2} s",
+                plural(setup.users, "user"),
+                plural(setup.room_ids.len(), "room"),
+                setup.seconds
+            );
+        }
         let _ = writeln!(
             out,
-            "setup        {} users, {} rooms in {:.2} s",
-            self.users, self.rooms, self.setup_s
-        );
-        let stopped_by = match self.stopped_by {
-            StopReason::MessageLimit => "message limit",
-            StopReason::DurationLimit => "duration limit",
-        };
-        let _ = writeln!(
-            out,
-            "sends        {} ok, {} failed of {} in {:.2} s, concurrency {}, stopped by {}",
+            "run          {} ok, {} failed of {} in {:.2} s, stopped by {}",
             self.succeeded,
             self.failed,
             self.requests,
             self.elapsed_s,
-            self.concurrency,
-            stopped_by
+            self.stopped_by.describe()
         );
-        let _ = writeln!(out, "throughput   {:.1} sends/s", self.throughput_per_s);
-
-        out.push_str("\nlatency of successful sends (ms)\n");
-        match &self.latency {
-            Some(l) => {
-                let _ = writeln!(
-                    out,
-                    "{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}",
-                    "mean", "p50", "p90", "p99", "p99.9", "max"
-                );
-                let _ = writeln!(
-                    out,
-                    "{:>10.3}{:>10.3}{:>10.3}{:>10.3}{:>10.3}{:>10.3}",
-                    l.mean_ms, l.p50_ms, l.p90_ms, l.p99_ms, l.p99_9_ms, l.max_ms
-                );
-            }
-            None => out.push_str("  none: no send succeeded\n"),
-        }
-
-        out.push_str("\nerrors by errcode\n");
-        if self.errors.is_empty() {
-            out.push_str("  none\n");
-        }
-        for (label, counted) in &self.errors {
+        let _ = writeln!(out, "throughput   {:.1} requests/s", self.throughput_per_s);
+        if let Some(latency) = &self.latency {
             let _ = writeln!(
                 out,
-                "  {label:<24}{:>10}  first: {}",
-                counted.count, counted.first_message
+                "latency      p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms ({})",
+                latency.p50_ms, latency.p99_ms, latency.max_ms, self.latency_of
             );
         }
-        out
+        if let Some(schedule) = &self.schedule {
+            let _ = write!(
+                out,
+                "schedule     open loop at {:.1} requests/s, {} missed",
+                schedule.rate_per_s, schedule.missed
+            );
+            if let Some(lag) = &schedule.start_lag {
+                let _ = write!(
+                    out,
+                    ", start lag p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+                    lag.p50_ms, lag.p99_ms, lag.max_ms
+                );
+            }
+            out.push('\n');
+        }
+    }
+
+    fn write_operations(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "\n{:<14}{:>9}{:>8}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}",
+            "operation", "ok", "failed", "ok/s", "mean ms", "p50", "p90", "p99", "p99.9", "max"
+        );
+        for (op, report) in &self.operations {
+            let _ = write!(
+                out,
+                "{op:<14}{:>9}{:>8}{:>10.1}",
+                report.succeeded, report.failed, report.throughput_per_s
+            );
+            write_latency_cells(out, report.latency.as_ref(), "no successful request");
+        }
+    }
+}
+
+fn plural(count: usize, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
+}
+
+/// Writes mean, p50, p90, p99, p99.9 and max and ends the line, or `empty`
+/// when there is no latency.
+fn write_latency_cells(out: &mut String, latency: Option<&Latency>, empty: &str) {
+    match latency {
+        Some(l) => {
+            let _ = writeln!(
+                out,
+                "{:>10.3}{:>10.3}{:>10.3}{:>10.3}{:>10.3}{:>10.3}",
+                l.mean_ms, l.p50_ms, l.p90_ms, l.p99_ms, l.p99_9_ms, l.max_ms
+            );
+        }
+        None => {
+            let _ = writeln!(out, "  {empty}");
+        }
+    }
+}
+
+fn write_deliveries(out: &mut String, deliveries: &DeliveryReport) {
+    let _ = writeln!(
+        out,
+        "\ndeliveries   {} of {} ({} messages to {} members): {} missing, {} duplicates, \
+         {} unmatched, {} before the send response, {} limited timelines",
+        deliveries.delivered,
+        deliveries.expected,
+        deliveries.messages_sent,
+        deliveries.members,
+        deliveries.missing,
+        deliveries.duplicates,
+        deliveries.unmatched,
+        deliveries.before_send_response,
+        deliveries.limited_timelines
+    );
+    let _ = write!(
+        out,
+        "{:<14}{:>9}{:>8}{:>10}",
+        "delivery", deliveries.delivered, deliveries.missing, ""
+    );
+    write_latency_cells(out, deliveries.latency.as_ref(), "no delivery");
+    let _ = write!(out, "{:<41}", "  from the send's scheduled start");
+    write_latency_cells(
+        out,
+        deliveries.latency_from_send_start.as_ref(),
+        "no delivery",
+    );
+}
+
+fn write_errors(out: &mut String, errors: &BTreeMap<String, ErrorCount>) {
+    out.push_str("\nerrors by errcode\n");
+    if errors.is_empty() {
+        out.push_str("  none\n");
+    }
+    for (label, counted) in errors {
+        let _ = writeln!(
+            out,
+            "  {label:<24}{:>10}  first: {}",
+            counted.count, counted.first_message
+        );
     }
 }
 
@@ -216,10 +535,14 @@ impl Report {
 mod tests {
     use std::{collections::BTreeMap, time::Duration};
 
+    use serde_json::json;
+
     use super::{
-        ErrorCount, Latency, Report, StopReason, count_error, merge_errors, new_latency_histogram,
-        rate_per_second, record_latency,
+        DeliveryReport, ErrorCount, Latency, Report, ReportHeader, SetupReport, Sizes, StopReason,
+        count_error, merge_errors, new_latency_histogram, new_size_histogram, rate_per_second,
+        record_latency, record_size,
     };
+    use crate::{matrix::status_error, progress::Progress, tally::Recorder};
 
     /// Histogram of 1 ms, 2 ms, …, 1000 ms.
     fn uniform_histogram() -> hdrhistogram::Histogram<u64> {
@@ -296,94 +619,230 @@ mod tests {
         assert_eq!(errors["timed out"].count, 1);
     }
 
-    fn sample_report() -> Report {
-        let mut errors = BTreeMap::new();
-        errors.insert(
-            "M_LIMIT_EXCEEDED".to_owned(),
-            ErrorCount {
-                count: 7,
-                first_message: "HTTP 429".to_owned(),
-            },
-        );
-        Report {
+    fn sample_header() -> ReportHeader {
+        ReportHeader {
             scenario: "send",
             url: "http://127.0.0.1:8008".to_owned(),
-            seed: 9,
-            users: 4,
-            rooms: 2,
-            concurrency: 8,
-            room_ids: vec!["!a:localhost".to_owned(), "!b:localhost".to_owned()],
-            messages_limit: 1000,
-            duration_limit_s: 30,
-            timeout_ms: 10_000,
-            setup_s: 0.5,
-            elapsed_s: 2.0,
-            stopped_by: StopReason::MessageLimit,
-            requests: 1000,
-            succeeded: 993,
-            failed: 7,
-            throughput_per_s: 496.5,
-            latency: Latency::from_histogram(&uniform_histogram()),
-            errors,
+            seed: Some(9),
+            parameters: json!({ "users": 4, "rooms": 2, "rate": 3000.0 }),
+            setup: Some(SetupReport {
+                reused_state: false,
+                seconds: 0.5,
+                users: 4,
+                room_ids: vec!["!a:localhost".to_owned(), "!b:localhost".to_owned()],
+            }),
         }
+    }
+
+    /// Builds a report of 993 sends of 1 to 993 ms, 7 rate-limited sends
+    /// and 5 syncs, in 2 seconds at a rate of 3000/s.
+    fn sample_report() -> Report {
+        let progress = Progress::default();
+        let mut recorder = Recorder::new(&progress);
+        for ms in 1..=993 {
+            recorder.success("send", Duration::from_millis(ms));
+        }
+        let limited = status_error(429, br#"{"errcode":"M_LIMIT_EXCEEDED","error":"slow"}"#);
+        for _ in 0..7 {
+            recorder.failure("send", &limited, "!a:localhost");
+        }
+        for _ in 0..5 {
+            recorder.success("sync", Duration::from_millis(4));
+        }
+        recorder.start_lag(Some(Duration::from_micros(250)));
+        let mut tally = recorder.finish();
+        tally.missed = 2;
+        Report::new(
+            sample_header(),
+            Duration::from_secs(2),
+            StopReason::RequestLimit,
+            &tally,
+            Some(3000.0),
+        )
+    }
+
+    #[test]
+    fn report_totals_and_operations() {
+        let report = sample_report();
+        assert_eq!(report.requests, 1005);
+        assert_eq!(report.succeeded, 998);
+        assert_eq!(report.failed, 7);
+        assert!((report.throughput_per_s - 499.0).abs() < 1e-9);
+        assert_eq!(report.latency_of, "all operations");
+        assert_eq!(report.latency.as_ref().unwrap().count, 998);
+        let send = &report.operations["send"];
+        assert_eq!(send.requests, 1000);
+        assert_eq!(send.failed, 7);
+        assert!((send.throughput_per_s - 496.5).abs() < 1e-9);
+        assert_eq!(send.latency.as_ref().unwrap().count, 993);
+        assert_eq!(report.errors["M_LIMIT_EXCEEDED"].count, 7);
+        let schedule = report.schedule.as_ref().unwrap();
+        assert_eq!(schedule.missed, 2);
+        assert_eq!(schedule.start_lag.as_ref().unwrap().count, 1);
+    }
+
+    #[test]
+    fn stop_reason_from_count() {
+        assert_eq!(StopReason::from_count(10, 10), StopReason::RequestLimit);
+        assert_eq!(StopReason::from_count(9, 10), StopReason::DurationLimit);
     }
 
     #[test]
     fn table_shows_counts_percentiles_and_errors() {
-        let latency = Latency {
-            count: 993,
-            mean_ms: 1.25,
-            p50_ms: 1.5,
-            p90_ms: 2.0,
-            p99_ms: 3.0,
-            p99_9_ms: 4.0,
-            max_ms: 5.0,
-        };
-        let table = Report {
-            latency: Some(latency),
-            ..sample_report()
-        }
-        .format_table();
+        let table = sample_report().format_table();
         assert!(
-            table.contains("993 ok, 7 failed of 1000 in 2.00 s"),
+            table.contains("scenario     send against http://127.0.0.1:8008 (seed 9)"),
             "{table}"
         );
-        assert!(table.contains("stopped by message limit"), "{table}");
-        assert!(table.contains("throughput   496.5 sends/s"), "{table}");
+        assert!(
+            table.contains("4 users, 2 rooms created in 0.50 s"),
+            "{table}"
+        );
+        assert!(
+            table.contains("998 ok, 7 failed of 1005 in 2.00 s, stopped by request limit"),
+            "{table}"
+        );
+        assert!(table.contains("throughput   499.0 requests/s"), "{table}");
+        assert!(table.contains("(all operations)\n"), "{table}");
+        assert!(
+            table.contains("open loop at 3000.0 requests/s, 2 missed"),
+            "{table}"
+        );
+
         assert!(table.contains("     p99.9"), "{table}");
         assert!(
-            table.contains("     1.250     1.500     2.000     3.000     4.000     5.000\n"),
+            table.contains("\nsend                993       7     496.5"),
             "{table}"
         );
+        assert!(
+            // hdrhistogram reports the top of the 4 ms bucket.
+            table.contains("\nsync                  5       0       2.5     4.001     4.001"),
+            "{table}"
+        );
+
         assert!(table.contains("M_LIMIT_EXCEEDED"), "{table}");
-        assert!(table.contains("         7  first: HTTP 429"), "{table}");
+        assert!(
+            table.contains("         7  first: !a:localhost: HTTP 429 M_LIMIT_EXCEEDED: slow"),
+            "{table}"
+        );
     }
 
     #[test]
     fn table_without_successes_says_so() {
-        let report = Report {
-            latency: None,
-            errors: BTreeMap::new(),
-            ..sample_report()
-        };
+        let progress = Progress::default();
+        let mut recorder = Recorder::new(&progress);
+        let error = status_error(502, b"");
+        recorder.failure("versions", &error, "GET /_matrix/client/versions");
+        let report = Report::new(
+            ReportHeader {
+                seed: None,
+                setup: None,
+                ..sample_header()
+            },
+            Duration::from_secs(1),
+            StopReason::DurationLimit,
+            &recorder.finish(),
+            None,
+        );
+        assert_eq!(report.latency_of, "versions");
+        assert!(report.latency.is_none());
+
         let table = report.format_table();
-        assert!(table.contains("none: no send succeeded"), "{table}");
-        assert!(table.contains("errors by errcode\n  none"), "{table}");
+        assert!(table.contains("no successful request"), "{table}");
+        assert!(!table.contains("latency      p50"), "{table}");
+        assert!(table.contains("HTTP 502"), "{table}");
+        assert!(!table.contains("seed"), "{table}");
+        assert!(!table.contains("schedule"), "{table}");
+
+        let empty = Report {
+            errors: BTreeMap::new(),
+            ..report
+        };
+        assert!(
+            empty.format_table().contains("errors by errcode\n  none"),
+            "{}",
+            empty.format_table()
+        );
     }
 
     #[test]
-    fn json_has_percentile_fields() {
+    fn json_has_parameters_and_percentiles() {
         let json = serde_json::to_value(sample_report()).unwrap();
-        assert_eq!(json["stopped_by"], "message_limit");
-        assert_eq!(json["succeeded"], 993);
+        assert_eq!(json["scenario"], "send");
+        assert_eq!(json["url"], "http://127.0.0.1:8008");
+        assert_eq!(json["seed"], 9);
+        assert_eq!(json["parameters"]["rate"], 3000.0);
+        assert_eq!(json["stopped_by"], "request_limit");
+        assert_eq!(json["succeeded"], 998);
         assert_eq!(json["errors"]["M_LIMIT_EXCEEDED"]["count"], 7);
+        assert_eq!(
+            json["operations"]["send"]["errors"]["M_LIMIT_EXCEEDED"]["count"],
+            7
+        );
+        assert_eq!(json["setup"]["room_ids"][1], "!b:localhost");
+        assert_eq!(json["schedule"]["missed"], 2);
+        assert_eq!(json["latency_of"], "all operations");
+        assert!(json["latency"]["p99_ms"].is_f64(), "{json}");
         for field in [
             "mean_ms", "p50_ms", "p90_ms", "p99_ms", "p99_9_ms", "max_ms",
         ] {
             assert!(
-                json["latency"][field].is_f64(),
-                "latency.{field} missing in {json}"
+                json["operations"]["send"]["latency"][field].is_f64(),
+                "operations.send.latency.{field} missing in {json}"
             );
         }
+        assert!(json.get("deliveries").is_none(), "{json}");
+        assert!(json.get("response_bytes").is_none(), "{json}");
+    }
+
+    #[test]
+    fn json_and_table_show_deliveries_and_sizes() {
+        let mut sizes = new_size_histogram();
+        for bytes in [100, 200, 300] {
+            record_size(&mut sizes, bytes);
+        }
+        let report = Report {
+            deliveries: Some(DeliveryReport {
+                members: 10,
+                messages_sent: 20,
+                expected: 200,
+                delivered: 199,
+                missing: 1,
+                duplicates: 0,
+                unmatched: 0,
+                before_send_response: 3,
+                limited_timelines: 0,
+                latency: Latency::from_histogram(&uniform_histogram()),
+                latency_from_send_start: None,
+            }),
+            response_bytes: Sizes::from_histogram(&sizes),
+            ..sample_report()
+        };
+
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["deliveries"]["missing"], 1);
+        assert!(json["deliveries"]["latency"]["p99_ms"].is_f64(), "{json}");
+        assert_eq!(json["response_bytes"]["max_bytes"], 300);
+        assert_eq!(json["response_bytes"]["min_bytes"], 100);
+
+        let table = report.format_table();
+        assert!(
+            table.contains("deliveries   199 of 200 (20 messages to 10 members): 1 missing"),
+            "{table}"
+        );
+        assert!(table.contains("3 before the send response"), "{table}");
+        assert!(
+            table.contains("  from the send's scheduled start          no delivery"),
+            "{table}"
+        );
+        assert!(
+            table.contains("response bytes  count 3, min 100"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn sizes_of_empty_histogram_are_none() {
+        assert_eq!(Sizes::from_histogram(&new_size_histogram()), None);
     }
 }
