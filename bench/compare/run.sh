@@ -95,9 +95,11 @@ done
 # count and the duration comes first, so slow targets are bounded in time.
 if $quick; then
     users=4 rooms=2 concurrency=4 requests=200 duration=5
+    fanout_members=5 fanout_messages=5 sync_users=2 sync_rooms=5
     scenario_time_limit=180
 else
-    users=64 rooms=8 concurrency=64 requests=20000 duration=30
+    users=64 rooms=16 concurrency=64 requests=20000 duration=30
+    fanout_members=200 fanout_messages=30 sync_users=2 sync_rooms=300
     scenario_time_limit=600
 fi
 ceiling_duration=$(( duration < 10 ? duration : 10 ))
@@ -313,6 +315,14 @@ scenario_options() {
         ceiling)
             printf '%s\n' "--concurrency $concurrency" "--duration $ceiling_duration"
             ;;
+        fanout)
+            printf '%s\n' "--members $fanout_members" "--messages $fanout_messages" "--rate 5" \
+                "--concurrency 8" "--duration $duration"
+            ;;
+        initial-sync)
+            printf '%s\n' "--users $sync_users" "--rooms $sync_rooms" "--messages-per-room 2" \
+                "--repeats 3" "--concurrency 8"
+            ;;
         *)
             printf '%s\n' "--users $users" "--rooms $rooms" "--concurrency $concurrency" \
                 "--messages $requests" "--requests $requests" "--duration $duration"
@@ -328,8 +338,12 @@ run_scenario() {
     local accepted option value
     accepted=$("$loadtest" "$scenario" --help | grep -oE '^ +--[a-z0-9-]+' | tr -d ' ' || true)
 
-    local args=(--url "$url" --seed "$seed" --json "$stem.json")
-    for option in --url --seed --json; do
+    local args=(--url "$url" --json "$stem.json")
+    # A scenario without randomness (ceiling) takes no seed.
+    if grep -qx -- --seed <<<"$accepted"; then
+        args+=(--seed "$seed")
+    fi
+    for option in --url --json; do
         if ! grep -qx -- "$option" <<<"$accepted"; then
             log "skipping $scenario on $target: it accepts no $option option"
             return 0
