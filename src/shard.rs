@@ -111,12 +111,14 @@ impl Shard {
         pos
     }
 
-    /// Returns a timestamp for a new room's create event, strictly
-    /// increasing on this shard so that rooms created here in the same
-    /// millisecond get different v12 room IDs.
+    /// Returns a timestamp for a new room's create event. Timestamps
+    /// increase strictly on each shard and are congruent to the shard's ID
+    /// modulo the shard count, so no two shards hand out the same one and
+    /// identical rooms created at once get different v12 room IDs.
     #[must_use]
     pub fn next_create_millis(&self) -> u64 {
-        let millis = now_millis().max(self.last_create_millis.get() + 1);
+        let floor = now_millis().max(self.last_create_millis.get() + 1);
+        let millis = first_in_class(floor, self.id, self.nr_shards());
         self.last_create_millis.set(millis);
         millis
     }
@@ -189,6 +191,14 @@ impl Shard {
     }
 }
 
+/// Returns the smallest value at or above `floor` that is congruent to
+/// `shard_id` modulo `nr_shards`.
+#[must_use]
+pub fn first_in_class(floor: u64, shard_id: ShardId, nr_shards: usize) -> u64 {
+    let (shard_id, nr_shards) = (shard_id as u64, nr_shards.max(1) as u64);
+    floor + (shard_id + nr_shards - floor % nr_shards) % nr_shards
+}
+
 /// Microseconds since the Unix epoch.
 #[must_use]
 pub fn now_micros() -> u64 {
@@ -203,4 +213,34 @@ pub fn now_micros() -> u64 {
 #[must_use]
 pub fn now_millis() -> u64 {
     now_micros() / 1000
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::first_in_class;
+
+    #[test]
+    fn create_timestamps_of_shards_never_meet() {
+        let mut seen = HashSet::new();
+        for shard_id in 0..3 {
+            // Every shard starts from the same clock reading, as when
+            // requests reach all shards in the same millisecond.
+            let mut next_floor = 1_000;
+            for _ in 0..100 {
+                let millis = first_in_class(next_floor, shard_id, 3);
+                assert_eq!(millis % 3, shard_id as u64);
+                assert!(seen.insert(millis), "two shards produced {millis}");
+                next_floor = millis + 1;
+            }
+        }
+    }
+
+    #[test]
+    fn first_in_class_is_at_or_above_floor() {
+        assert_eq!(first_in_class(10, 1, 4), 13);
+        assert_eq!(first_in_class(13, 1, 4), 13);
+        assert_eq!(first_in_class(10, 0, 1), 10);
+    }
 }

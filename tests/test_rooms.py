@@ -250,3 +250,26 @@ def test_identical_rooms_get_distinct_ids(hs):
         assert room_id in joined, f"{room_id} is missing from joined_rooms"
         create = alice.state_content(room_id, "m.room.create")
         assert create["room_version"] == "12"
+
+
+def test_identical_rooms_from_every_shard(hs):
+    """Identical createRoom requests accepted by different shards at once still get
+    distinct room IDs: each connection below may land on either shard."""
+    import requests
+    from concurrent.futures import ThreadPoolExecutor
+
+    alice = hs.register_on_shard("twin-shards", 1)
+
+    def create(_: int) -> int:
+        response = requests.post(
+            hs.url + client_path("createRoom"),
+            json={},
+            headers={"Authorization": f"Bearer {alice.access_token}", "Connection": "close"},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        return response.json()["room_id"]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        room_ids = list(pool.map(create, range(48)))
+    assert len(set(room_ids)) == 48, "room IDs repeat"

@@ -338,7 +338,9 @@ run_scenario() {
     local accepted option value
     accepted=$("$loadtest" "$scenario" --help | grep -oE '^ +--[a-z0-9-]+' | tr -d ' ' || true)
 
-    local args=(--url "$url" --json "$stem.json")
+    # Synapse registers one user at a time, so setup requests queue for
+    # longer than the default 10 s request timeout.
+    local args=(--url "$url" --json "$stem.json" --timeout-ms 120000)
     # A scenario without randomness (ceiling) takes no seed.
     if grep -qx -- --seed <<<"$accepted"; then
         args+=(--seed "$seed")

@@ -156,7 +156,19 @@ fn build_response(
             .and_then(|since| since.get(owner).copied())
             .unwrap_or(0);
         let upper = upto.get(owner).copied().unwrap_or(0).max(lower);
-        let visibility = Visibility::load(&shard.store, room_id.as_str(), auth.user_id.as_str())?;
+        // A user joined since before the window was joined at every event in
+        // it, which the visibility rules always allow, so the room's history
+        // need not be read.
+        let joined_throughout = room.membership == "join" && room.membership_pos <= lower;
+        let visibility = if joined_throughout {
+            None
+        } else {
+            Some(Visibility::load(
+                &shard.store,
+                room_id.as_str(),
+                auth.user_id.as_str(),
+            )?)
+        };
         let section = RoomSection {
             room_id,
             visibility,
@@ -212,7 +224,9 @@ fn render(sync_filter: &SyncFilter, event: Value, record: EventRecord) -> Value 
 
 struct RoomSection<'a> {
     room_id: &'a OwnedRoomId,
-    visibility: Visibility,
+    /// The user's view of the history; `None` when every event in the window
+    /// is visible.
+    visibility: Option<Visibility>,
     /// Exclusive lower position.
     lower: u64,
     /// Inclusive upper position.
@@ -373,11 +387,13 @@ fn read_timeline(
             continue;
         };
         if !timeline_filter.matches(&event)
-            || !section.visibility.can_see(
-                pos,
-                kind_of(&event),
-                event.get("state_key").and_then(Value::as_str),
-            )
+            || !section.visibility.as_ref().is_none_or(|visibility| {
+                visibility.can_see(
+                    pos,
+                    kind_of(&event),
+                    event.get("state_key").and_then(Value::as_str),
+                )
+            })
         {
             continue;
         }
