@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: installs the Python test dependencies into a
-# virtualenv, builds the workspace, runs the Rust tests, then the black-box
-# tests against the release binary. Exits with the first failing step's status.
+# virtualenv, checks formatting and clippy lints, builds the workspace, runs
+# the Rust tests, then the black-box tests against the release binary. Exits
+# with the first failing step's status.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -29,6 +30,8 @@ else
         -r tests/requirements.txt
 fi
 
+cargo fmt --all --check
+cargo clippy --release --workspace --all-targets --quiet -- -D warnings
 cargo build --release --workspace
 cargo test --release --workspace
 
