@@ -187,3 +187,15 @@ def test_power_levels_raise_grants_state(alice, bob, room):
 
     bob.set_state(room, "m.room.name", "", {"name": "renamed by bob"})
     assert alice.state_content(room, "m.room.name") == {"name": "renamed by bob"}
+
+
+def test_malformed_power_levels_are_bad_json(hs):
+    alice = hs.register_on_shard("bad-levels", 0)
+    room_id = alice.create_room()
+    path = f"rooms/{room_id}/state/m.room.power_levels/"
+    for content in ({"users": {alice.user_id: "100"}}, {"users": []}, {"ban": 1.5}, {"kick": "x"}):
+        response = alice.put(path, content)
+        assert_error(response, 400, "M_BAD_JSON")
+    levels = alice.get(path)
+    assert levels.status_code == 200
+    assert levels.json()["users"] != [], "a rejected change must leave the power levels untouched"

@@ -123,6 +123,10 @@ fn build_one(shard: &Shard, room: &Room, draft: &EventDraft) -> ApiResult<Arc<Pd
             "Event type and state key are limited to 255 bytes",
         ));
     }
+    if draft.state_key.is_some() {
+        let integer_levels = room.rules.authorization.integer_power_levels;
+        super::validate::check_content(&draft.kind, &draft.content, integer_levels)?;
+    }
     let pos = shard.next_pos();
     let pdu = builder::build(
         room,

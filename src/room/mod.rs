@@ -10,6 +10,7 @@ pub mod history;
 pub mod keys;
 pub mod pdu;
 pub mod state;
+pub mod validate;
 pub mod versions;
 
 pub use builder::{EventDraft, Txn};
