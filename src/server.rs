@@ -154,7 +154,7 @@ async fn run_shard(parts: ShardParts, mut inbox: UnboundedReceiver<ShardTask<Sha
 
     let deadline = Instant::now() + DRAIN_TIMEOUT;
     // Requests accepted here may wait on other shards, and tasks running
-    // here answer requests accepted elsewhere, so a shard stays up until both
+    // here serve requests accepted elsewhere, so a shard stays up until both
     // are done.
     while (shard.in_flight.get() > 0 || shard.tasks_running.get() > 0) && Instant::now() < deadline
     {

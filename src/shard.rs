@@ -40,7 +40,7 @@ pub struct Shard {
     last_create_millis: Cell<u64>,
     /// Set when shutdown starts; new requests get 503.
     pub stopping: Cell<bool>,
-    /// Requests accepted on this shard and not yet answered.
+    /// Requests accepted on this shard and not yet responded to.
     pub in_flight: Cell<usize>,
     /// Tasks from the mesh running on this shard, such as handlers of
     /// requests that other shards accepted.
@@ -165,7 +165,7 @@ impl Shard {
     }
 
     /// Evicts removed access tokens from every shard's cache; call it after
-    /// the removal is committed and before answering the request.
+    /// the removal is committed and before responding.
     pub async fn evict_tokens(self: &Rc<Self>, token_hashes: Vec<String>) {
         if token_hashes.is_empty() {
             return;

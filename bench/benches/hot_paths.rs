@@ -3,7 +3,7 @@
 //! authorization check, a cross-shard hop, durable storage commits and reads,
 //! and a sync-index update. `cargo bench -p bench` runs them.
 
-// The fixture module also holds helpers that only the bench binary uses.
+// The fixture module also contains helpers that only the bench binary uses.
 #[allow(dead_code, unused_imports)]
 #[path = "../src/pdu.rs"]
 mod pdu;

@@ -31,7 +31,7 @@ def one_start(binary: str, port: int) -> float:
                             return time.monotonic() - started
                 except OSError:
                     time.sleep(0.002)
-            raise SystemExit("the server did not answer /health within 20 s")
+            raise SystemExit("the server did not return 200 on /health within 20 s")
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=20)

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 pub use cli::Cli;
 
-/// How new accounts may be created.
+/// Registration policy for new accounts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum RegistrationMode {

@@ -232,7 +232,7 @@ const POOLED_BUFFERS: usize = 1024;
 
 thread_local! {
     /// Read buffers reused by the shard's connections. A pending io_uring
-    /// read owns its buffer, so each connection waiting for bytes holds one;
+    /// read owns its buffer, so each connection waiting for bytes keeps one, and
     /// once the read completes the buffer returns here. monoio reads into a
     /// `Vec`'s spare capacity, so the buffers need no zeroing.
     static READ_BUFFERS: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };

@@ -285,7 +285,7 @@ fn add_announcements(shard: &Shard, room: &mut Room, pdus: &[Arc<Pdu>], batch: &
             _ => None,
         };
         let mut targets: Vec<(ShardId, Arc<Vec<OwnedUserId>>)> = recipients.as_ref().clone();
-        // The target of a membership change is told even when it is no
+        // The target of a membership change is notified even when it is no
         // longer joined or invited (a leave, kick or ban).
         if let Some((user, _)) = &membership
             && user.as_str().ends_with(&suffix)

@@ -86,7 +86,7 @@ pub async fn create_room(shard: &Rc<Shard>, request: &ApiRequest) -> ApiResult<V
     ))
 }
 
-/// Why one creation attempt did not create the room.
+/// The reason one creation attempt did not create the room.
 enum Attempt {
     /// The derived room ID already exists.
     Taken,
