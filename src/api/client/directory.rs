@@ -7,6 +7,7 @@ use ruma::{OwnedRoomAliasId, OwnedRoomId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::messages::member_room;
 use crate::{
     api::{
         error::{ApiResult, MatrixError},
@@ -213,9 +214,7 @@ pub fn room_aliases(
     room_id: &OwnedRoomId,
 ) -> ApiResult<Value> {
     let auth = request.auth()?;
-    let room = shard
-        .room(room_id)
-        .map_err(|_| MatrixError::forbidden("You are not in this room"))?;
+    let room = member_room(shard, room_id)?;
     let readable = {
         let room = room.borrow();
         let world_readable = room

@@ -4,7 +4,7 @@
 use ruma::OwnedRoomId;
 use serde_json::{Map as JsonMap, Value, json};
 
-use super::messages::{state_event_ids, state_view, viewer};
+use super::messages::{member_room, state_event_ids, state_view, viewer};
 use crate::{
     api::{
         error::{ApiResult, MatrixError},
@@ -21,9 +21,7 @@ pub fn joined_members(
     room_id: &OwnedRoomId,
 ) -> ApiResult<Value> {
     let auth = request.auth()?;
-    let room = shard
-        .room(room_id)
-        .map_err(|_| MatrixError::forbidden("You are not in this room"))?;
+    let room = member_room(shard, room_id)?;
     let room = room.borrow();
     if room.membership(auth.user_id.as_str()) != "join" {
         return Err(MatrixError::forbidden("You are not in this room"));
@@ -58,9 +56,7 @@ pub fn members(shard: &Shard, request: &ApiRequest, room_id: &OwnedRoomId) -> Ap
             )));
         }
     }
-    let room = shard
-        .room(room_id)
-        .map_err(|_| MatrixError::forbidden("You are not in this room"))?;
+    let room = member_room(shard, room_id)?;
     let room = room.borrow();
     let view = state_view(shard, &room, auth.user_id.as_str())?;
     let now = now_millis();

@@ -9,6 +9,7 @@ use ruma::{OwnedRoomId, OwnedUserId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::messages::member_room;
 use crate::{
     api::{
         error::{ApiResult, MatrixError},
@@ -133,9 +134,7 @@ pub async fn leave(
 ) -> ApiResult<Value> {
     let sender = request.auth()?.user_id.clone();
     let reason = request.body_or_default::<ReasonBody>()?.reason;
-    let room = shard
-        .room(room_id)
-        .map_err(|_| MatrixError::forbidden("You are not in this room"))?;
+    let room = member_room(shard, room_id)?;
     append(
         shard,
         &room,

@@ -4,7 +4,7 @@
 //! Events are filtered by the spec's history visibility rules, applied to
 //! the room's state at each event.
 
-use std::collections::BTreeMap;
+use std::{cell::RefCell, collections::BTreeMap, rc::Rc};
 
 use ruma::OwnedRoomId;
 use serde_json::{Value, json};
@@ -37,6 +37,23 @@ pub fn viewer(auth: &Auth) -> Viewer<'_> {
         user_id: auth.user_id.as_str(),
         device_id: &auth.device_id,
     }
+}
+
+/// Returns the room for a request that only members may make: an unknown
+/// room is `M_FORBIDDEN`, as for a room the user is not in, so the response does
+/// not reveal which rooms exist. Storage failures stay errors.
+///
+/// # Errors
+///
+/// `M_FORBIDDEN` for an unknown room, or a storage error.
+pub fn member_room(shard: &Shard, room_id: &OwnedRoomId) -> ApiResult<Rc<RefCell<Room>>> {
+    shard.room(room_id).map_err(|error| {
+        if error.status == 404 {
+            MatrixError::forbidden("You are not in this room")
+        } else {
+            error
+        }
+    })
 }
 
 /// The room state a user may read.
@@ -131,9 +148,7 @@ pub fn event(
     event_id: &str,
 ) -> ApiResult<Value> {
     let auth = request.auth()?;
-    shard
-        .room(room_id)
-        .map_err(|_| MatrixError::forbidden("You are not in this room"))?;
+    member_room(shard, room_id)?;
     let visibility = visibility(shard, room_id, auth.user_id.as_str())?;
     let not_found = || MatrixError::not_found("Event not found");
     let (event, record) =
@@ -148,9 +163,7 @@ pub fn event(
 /// `GET /_matrix/client/v3/rooms/{roomId}/messages`.
 pub fn messages(shard: &Shard, request: &ApiRequest, room_id: &OwnedRoomId) -> ApiResult<Value> {
     let auth = request.auth()?;
-    shard
-        .room(room_id)
-        .map_err(|_| MatrixError::forbidden("You are not in this room"))?;
+    member_room(shard, room_id)?;
     let visibility = visibility(shard, room_id, auth.user_id.as_str())?;
     let backwards = match request.query("dir") {
         Some("b") => true,

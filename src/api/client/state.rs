@@ -6,7 +6,7 @@ use std::rc::Rc;
 use ruma::OwnedRoomId;
 use serde_json::{Value, json};
 
-use super::messages::{state_event_ids, state_view, viewer};
+use super::messages::{member_room, state_event_ids, state_view, viewer};
 use crate::{
     api::{
         error::{ApiResult, MatrixError},
@@ -20,9 +20,7 @@ use crate::{
 /// for a user who left, the state when they left.
 pub fn all_state(shard: &Shard, request: &ApiRequest, room_id: &OwnedRoomId) -> ApiResult<Value> {
     let auth = request.auth()?;
-    let room = shard
-        .room(room_id)
-        .map_err(|_| MatrixError::forbidden("You are not in this room"))?;
+    let room = member_room(shard, room_id)?;
     let room = room.borrow();
     let view = state_view(shard, &room, auth.user_id.as_str())?;
     let now = now_millis();
@@ -44,9 +42,7 @@ pub fn get_state(
     key: &str,
 ) -> ApiResult<Value> {
     let auth = request.auth()?;
-    let room = shard
-        .room(room_id)
-        .map_err(|_| MatrixError::forbidden("You are not in this room"))?;
+    let room = member_room(shard, room_id)?;
     let room = room.borrow();
     let view = state_view(shard, &room, auth.user_id.as_str())?;
     let not_found = || MatrixError::not_found("State event not found");
@@ -72,9 +68,7 @@ pub async fn put_state(
 ) -> ApiResult<Value> {
     let sender = request.auth()?.user_id.clone();
     let content = Value::Object(request.body_object()?);
-    let room = shard
-        .room(room_id)
-        .map_err(|_| MatrixError::forbidden("You are not in this room"))?;
+    let room = member_room(shard, room_id)?;
     let draft = EventDraft::state(&sender, kind, key, content);
     let pdus = append(shard, &room, vec![draft]).await?;
     Ok(json!({ "event_id": pdus[0].event_id }))
