@@ -24,6 +24,18 @@ def hs(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture
+def alice(hs):
+    """A fresh user owned by shard 0."""
+    return hs.register_on_shard("alice", 0)
+
+
+@pytest.fixture
+def bob(hs):
+    """A fresh user owned by shard 1, so alice and bob live on different shards."""
+    return hs.register_on_shard("bob", 1)
+
+
+@pytest.fixture
 def start_server(tmp_path_factory: pytest.TempPathFactory):
     factory = ServerFactory(tmp_path_factory)
     yield factory

@@ -5,16 +5,6 @@ import pytest
 from harness import assert_error, expect_ok, q, unique
 
 
-@pytest.fixture
-def alice(hs):
-    return hs.register_on_shard("alice", 0)
-
-
-@pytest.fixture
-def bob(hs):
-    return hs.register_on_shard("bob", 1)
-
-
 def new_alias() -> str:
     return f"#{unique('alias')}:localhost"
 

@@ -18,16 +18,6 @@ BANNED_JOIN_ERRCODES = {"M_FORBIDDEN", "M_BAD_STATE"}
 
 
 @pytest.fixture
-def alice(hs):
-    return hs.register_on_shard("alice", 0)
-
-
-@pytest.fixture
-def bob(hs):
-    return hs.register_on_shard("bob", 1)
-
-
-@pytest.fixture
 def carol(hs):
     return hs.register_on_shard("carol", 0)
 

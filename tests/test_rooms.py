@@ -5,16 +5,6 @@ import pytest
 from harness import ROOM_ID_V12, assert_error, client_path, expect_ok, q, unique
 
 
-@pytest.fixture
-def alice(hs):
-    return hs.register_on_shard("alice", 0)
-
-
-@pytest.fixture
-def bob(hs):
-    return hs.register_on_shard("bob", 1)
-
-
 def test_create_room_v12_by_default(alice):
     room_id = alice.create_room()
     assert ROOM_ID_V12.match(room_id), f"not a room version 12 room ID: {room_id!r}"

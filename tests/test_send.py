@@ -20,16 +20,6 @@ from harness import (
 
 
 @pytest.fixture
-def alice(hs):
-    return hs.register_on_shard("alice", 0)
-
-
-@pytest.fixture
-def bob(hs):
-    return hs.register_on_shard("bob", 1)
-
-
-@pytest.fixture
 def room(alice, bob):
     room_id = alice.create_room(preset="public_chat")
     bob.join(room_id)

@@ -6,16 +6,6 @@ from harness import EVENT_ID_V12, assert_client_event, assert_error, expect_ok, 
 
 
 @pytest.fixture
-def alice(hs):
-    return hs.register_on_shard("alice", 0)
-
-
-@pytest.fixture
-def bob(hs):
-    return hs.register_on_shard("bob", 1)
-
-
-@pytest.fixture
 def room(alice, bob):
     """A public room created by alice that bob has joined."""
     room_id = alice.create_room(preset="public_chat", name="State room")

@@ -27,16 +27,6 @@ QUIET = {
 
 
 @pytest.fixture
-def alice(hs):
-    return hs.register_on_shard("alice", 0)
-
-
-@pytest.fixture
-def bob(hs):
-    return hs.register_on_shard("bob", 1)
-
-
-@pytest.fixture
 def room(alice, bob):
     room_id = alice.create_room(
         preset="public_chat", name="Sync room", topic="first topic"
