@@ -25,7 +25,7 @@ count() {
     local iterations="$1" only="$2" file="$out/callgrind.$3.$1"
     valgrind --tool=callgrind --callgrind-out-file="$file" \
         "$binary" --iterations "$iterations" --warmup 0 --only "$only" >/dev/null 2>&1
-    # The "summary:" line holds the total instruction count of the run.
+    # The "summary:" line is the total instruction count of the run.
     awk '/^summary:/ { print $2 }' "$file"
 }
 

@@ -5,7 +5,7 @@ use eltrix::{config, server};
 
 use clap::Parser;
 
-// Buffers allocated on a shard thread are freed on its commit thread; glibc
+// Buffers allocated on a shard thread are freed on its commit thread. glibc
 // malloc spent a quarter of the send path's CPU time on that traffic.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

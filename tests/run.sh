@@ -31,7 +31,7 @@ else
 fi
 
 # rustup cannot download components on a machine without network access, so
-# a toolchain without rustfmt or clippy skips that check and says so.
+# a toolchain without rustfmt or clippy skips that check and prints why.
 if cargo fmt --version >/dev/null 2>&1; then
     cargo fmt --all --check
 else

@@ -99,7 +99,7 @@ fn hashing_and_signatures(c: &mut Criterion) {
     group.finish();
 }
 
-/// A v12 room with a creator, one member and power levels, built through the
+/// Builds a v12 room with a creator, one member and power levels, built through the
 /// server's own builder.
 fn sample_room(key: &SigningKey) -> (Room, OwnedUserId) {
     let creator = OwnedUserId::try_from("@alice:localhost").expect("user ID");

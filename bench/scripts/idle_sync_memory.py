@@ -3,7 +3,7 @@
 Starts the server on a temporary data directory and registers N users, then
 restarts it, so that memory left over from password hashing does not blur the
 figure. In the fresh process it records the RSS, then for each user runs an
-initial /sync and holds an incremental /sync with a long timeout open on a raw
+initial /sync and keeps an incremental /sync with a long timeout open on a raw
 socket, and reports the RSS growth per client: the connection, the waiting
 request, the user's sync index and cached token. Usage:
 

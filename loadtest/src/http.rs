@@ -490,7 +490,7 @@ fn remaining(deadline: Instant, timeout: Duration) -> Result<Duration, HttpError
     }
 }
 
-/// Maps an I/O error; `nothing_received` tells whether no response byte has
+/// Maps an I/O error; `nothing_received` is whether no response byte has
 /// arrived yet, in which case a reset means a closed keep-alive connection.
 fn classify(error: io::Error, nothing_received: bool, timeout: Duration) -> HttpError {
     use io::ErrorKind::{

@@ -59,7 +59,7 @@ impl MatrixError {
         }
     }
 
-    /// The 401 that starts User-Interactive Auth: the body is `flows` alone,
+    /// Returns the 401 that starts User-Interactive Auth: the body is `flows` alone,
     /// without an errcode, because no stage has failed yet.
     #[must_use]
     pub fn auth_required(flows: Value) -> Self {

@@ -65,7 +65,7 @@ impl ApiRequest {
         })
     }
 
-    /// The first value of query parameter `name`.
+    /// Returns the first value of query parameter `name`.
     #[must_use]
     pub fn query(&self, name: &str) -> Option<&str> {
         self.query
@@ -89,7 +89,7 @@ impl ApiRequest {
             .transpose()
     }
 
-    /// The authenticated user; only routes that need auth reach handlers
+    /// Returns the authenticated user. Only routes that need auth reach handlers
     /// that call this.
     ///
     /// # Errors

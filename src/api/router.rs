@@ -64,7 +64,7 @@ pub enum RoomAction {
 }
 
 impl Route {
-    /// Whether the endpoint needs an access token.
+    /// Returns whether the endpoint needs an access token.
     #[must_use]
     pub fn needs_auth(&self) -> bool {
         !matches!(
@@ -86,7 +86,8 @@ impl Route {
 }
 
 impl Route {
-    /// The path template of the endpoint, a bounded set of metric labels.
+    /// Returns the path template of the endpoint, a bounded set of metric
+    /// labels.
     #[must_use]
     pub fn template(&self) -> &'static str {
         match self {

@@ -3,7 +3,7 @@
 //! Every authenticated request looks its token up; the cache saves the two
 //! store reads. Removing a token (logout, or a login that replaces a device's
 //! token) commits the removal first, then evicts the hash on every shard
-//! before the request is answered. A lookup racing with that either ran
+//! before the request gets its response. A lookup racing with that either ran
 //! before the eviction, which removes it, or reads the store after the
 //! commit, which no longer has the token.
 

@@ -1,9 +1,9 @@
 //! Per-shard metrics and the Prometheus `/metrics` endpoint.
 //!
 //! Each shard counts in its own `Cell`s and `RefCell`s, so the hot path
-//! touches no shared cache line. A scrape asks every shard for a snapshot over
-//! the mesh and renders the HTTP series summed over shards and the shard
-//! series with a `shard` label.
+//! touches no shared cache line. A scrape requests a snapshot from every
+//! shard over the mesh. It renders the HTTP series summed over shards, and
+//! the shard series with a `shard` label.
 
 mod render;
 

@@ -124,6 +124,17 @@ impl Visibility {
         false
     }
 
+    /// Applies [`Self::can_see`] to a client-format event at `pos`.
+    #[must_use]
+    pub fn can_see_event(&self, pos: u64, event: &serde_json::Value) -> bool {
+        let kind = event
+            .get("type")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default();
+        let state_key = event.get("state_key").and_then(serde_json::Value::as_str);
+        self.can_see(pos, kind, state_key)
+    }
+
     fn allows(&self, visibility: &str, membership: &str, pos: u64) -> bool {
         match (visibility, membership) {
             ("world_readable", _) | (_, "join") | ("invited", "invite") => true,

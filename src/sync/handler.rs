@@ -207,13 +207,6 @@ fn build_response(
     }))
 }
 
-fn kind_of(event: &Value) -> &str {
-    event
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-}
-
 /// Returns the event in the filter's `event_format`.
 fn render(sync_filter: &SyncFilter, event: Value, record: EventRecord) -> Value {
     match sync_filter.event_format {
@@ -240,7 +233,7 @@ struct Timeline {
     /// State events (type, state key) present in `events`.
     state_keys: Vec<(String, String)>,
     limited: bool,
-    prev_batch: u64,
+    /// Position of the oldest event read, also the `prev_batch` boundary.
     first_pos: u64,
 }
 
@@ -293,7 +286,7 @@ fn joined_room(
         "timeline": {
             "events": timeline.events,
             "limited": timeline.limited,
-            "prev_batch": token::format_boundary(timeline.prev_batch),
+            "prev_batch": token::format_boundary(timeline.first_pos),
         },
         "state": { "events": state },
         "account_data": { "events": [] },
@@ -314,7 +307,7 @@ fn left_room(
         "timeline": {
             "events": timeline.events,
             "limited": timeline.limited,
-            "prev_batch": token::format_boundary(timeline.prev_batch),
+            "prev_batch": token::format_boundary(timeline.first_pos),
         },
         "state": { "events": [] },
         "account_data": { "events": [] },
@@ -366,6 +359,8 @@ fn read_timeline(
         .clamp(1, 1000);
     let limit = usize::try_from(limit).unwrap_or(1000);
     let room_id = section.room_id.as_str();
+
+    // Read one more row than the limit to learn whether the timeline is limited.
     let rows = shard.store.scan_range(
         Map::Timeline,
         &keys::timeline(room_id, section.lower.saturating_add(1)),
@@ -374,6 +369,7 @@ fn read_timeline(
         limit + 1,
     )?;
     let limited = rows.len() > limit;
+
     let now = now_millis();
     let mut events = Vec::new();
     let mut state_keys = Vec::new();
@@ -387,13 +383,10 @@ fn read_timeline(
             continue;
         };
         if !timeline_filter.matches(&event)
-            || !section.visibility.as_ref().is_none_or(|visibility| {
-                visibility.can_see(
-                    pos,
-                    kind_of(&event),
-                    event.get("state_key").and_then(Value::as_str),
-                )
-            })
+            || !section
+                .visibility
+                .as_ref()
+                .is_none_or(|visibility| visibility.can_see_event(pos, &event))
         {
             continue;
         }
@@ -410,7 +403,6 @@ fn read_timeline(
         events,
         state_keys,
         limited,
-        prev_batch: first_pos,
         first_pos,
     })
 }

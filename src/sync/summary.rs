@@ -53,7 +53,7 @@ fn load(store: &Store, event_id: &[u8]) -> Result<Option<EventRecord>, StoreErro
     store.get_json::<EventRecord>(Map::Events, event_id)
 }
 
-/// Whether a name or alias event sets a non-empty value.
+/// Returns whether a name or alias event sets a non-empty value.
 fn has_content(store: &Store, event_id: &[u8]) -> Result<bool, StoreError> {
     let Some(record) = load(store, event_id)? else {
         return Ok(false);

@@ -1,9 +1,9 @@
 //! `POST /_matrix/client/v3/createRoom`.
 //!
 //! The room ID must be known to find the owning shard. Room versions 1 to 11
-//! use a random `!id:server`; in version 12 the ID is the reference hash of
+//! use a random `!id:server`. In version 12 the ID is the reference hash of
 //! the create event, so the dispatcher builds that event once to learn the
-//! ID, and the owning shard rebuilds it identically (same content, sender
+//! ID. The owning shard then rebuilds it identically (same content, sender
 //! and timestamp) as the room's first event.
 
 use std::{cell::RefCell, rc::Rc};
@@ -226,7 +226,7 @@ fn preset_of(body: &CreateRoomBody) -> String {
     }
 }
 
-/// The create event. In room versions with additional creators, the
+/// Builds the create event. In room versions with additional creators, the
 /// invitees of a `trusted_private_chat` join `additional_creators`.
 fn create_draft(
     sender: &OwnedUserId,
@@ -261,7 +261,7 @@ fn create_draft(
     Ok(draft)
 }
 
-/// The events after `m.room.create`, in the order the spec gives.
+/// Builds the events after `m.room.create`, in the order the spec gives.
 fn initial_drafts(
     sender: &OwnedUserId,
     version: &RoomVersionId,

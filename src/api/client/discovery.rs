@@ -62,8 +62,8 @@ pub fn live() -> Value {
     json!({ "status": "alive" })
 }
 
-/// `GET /health/ready`: 503 naming the failing check when the store does not
-/// answer a read.
+/// `GET /health/ready`: 503 naming the failing check when a store read
+/// fails.
 pub fn ready(shard: &Shard) -> ApiResult<Value> {
     match shard.store.get(Map::Meta, b"ready-probe") {
         Ok(_) => Ok(json!({ "status": "ready", "checks": { "database": "ok", "cache": "ok" } })),

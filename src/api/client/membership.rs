@@ -194,7 +194,7 @@ pub fn check_invitee(shard: &Shard, target: &OwnedUserId) -> ApiResult<()> {
     Ok(())
 }
 
-/// A membership event. Joins carry the display name, which is the user's
+/// Builds a membership event. Joins carry the display name, which is the user's
 /// localpart while profiles cannot be edited.
 pub fn member_draft(
     sender: &OwnedUserId,

@@ -131,15 +131,6 @@ fn forgot(shard: &Shard, room_id: &OwnedRoomId, user_id: &str) -> ApiResult<bool
             .is_none())
 }
 
-fn event_visible(visibility: &Visibility, pos: u64, event: &Value) -> bool {
-    let kind = event
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let state_key = event.get("state_key").and_then(Value::as_str);
-    visibility.can_see(pos, kind, state_key)
-}
-
 /// `GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}`.
 pub fn event(
     shard: &Shard,
@@ -154,7 +145,7 @@ pub fn event(
     let (event, record) =
         client_format::load(&shard.store, event_id, Some(viewer(auth)), now_millis())
             .ok_or_else(not_found)?;
-    if record.room_id != room_id.as_str() || !event_visible(&visibility, record.pos, &event) {
+    if record.room_id != room_id.as_str() || !visibility.can_see_event(record.pos, &event) {
         return Err(not_found());
     }
     Ok(event)
@@ -275,7 +266,7 @@ fn read_page(
             if let Some((event, _)) =
                 client_format::load(&shard.store, &event_id, Some(viewer(auth)), now)
                 && event_filter.matches(&event)
-                && event_visible(visibility, pos, &event)
+                && visibility.can_see_event(pos, &event)
             {
                 events.push(event);
                 last_pos = Some(pos);
