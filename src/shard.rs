@@ -18,9 +18,9 @@ use crate::{
     auth::{password::PasswordWorker, token_cache::TokenCache},
     config::Config,
     metrics::ShardMetrics,
-    room::{Room, keys::SigningKey},
+    room::{Room, event_cache::EventCache, keys::SigningKey},
     store::{Committer, Store},
-    sync::SyncIndex,
+    sync::{FilterCache, SyncIndex},
 };
 
 /// A shard's state.
@@ -49,6 +49,8 @@ pub struct Shard {
     pub stop: tokio::sync::Notify,
     pub metrics: ShardMetrics,
     pub tokens: TokenCache,
+    pub events: EventCache,
+    pub filters: FilterCache,
 }
 
 /// The parts a shard is built from.
@@ -87,6 +89,8 @@ impl Shard {
             stop: tokio::sync::Notify::new(),
             metrics: ShardMetrics::default(),
             tokens: TokenCache::default(),
+            events: EventCache::default(),
+            filters: FilterCache::default(),
         }
     }
 

@@ -227,3 +227,25 @@ def test_member_can_redact_own(alice, bob, room):
     path = f"rooms/{q(room)}/redact/{q(event_id)}/{q(unique('txn'))}"
     expect_ok(bob.put(path, {}))
     assert alice.event(room, event_id)["content"] == {}
+
+
+def test_redaction_reaches_every_shard_that_served_the_event(hs, alice, room):
+    """Each shard keeps formatted events for /sync; a redaction replaces them all."""
+    readers = [hs.register_on_shard(unique("reader"), shard) for shard in (0, 1)]
+    for reader in readers:
+        reader.join(room)
+    tokens = [reader.sync()["next_batch"] for reader in readers]
+    event_id = alice.send_message(room, "seen before redaction")
+    for reader, since in zip(readers, tokens):
+        events, _ = reader.sync_timeline(room, since, event_id)
+        seen = next(event for event in events if event["event_id"] == event_id)
+        assert seen["content"]["body"] == "seen before redaction"
+
+    path = f"rooms/{q(room)}/redact/{q(event_id)}/{q(unique('txn'))}"
+    redaction_id = expect_ok(alice.put(path, {}))["event_id"]
+    for reader, since in zip(readers, tokens):
+        events, _ = reader.sync_timeline(room, since, redaction_id)
+        redacted = next(event for event in events if event["event_id"] == event_id)
+        assert redacted["content"] == {}
+        because = redacted["unsigned"]["redacted_because"]
+        assert because["event_id"] == redaction_id

@@ -36,6 +36,7 @@ pub async fn serve(shard: Rc<Shard>, http: HttpRequest) -> HttpResponse {
         Ok(Body::Json(body)) => {
             HttpResponse::json(200, serde_json::to_vec(&body).unwrap_or_default())
         }
+        Ok(Body::Serialized(bytes)) => HttpResponse::json(200, bytes),
         Ok(Body::Text(text)) => HttpResponse {
             content_type: "text/plain; version=0.0.4",
             ..HttpResponse::json(200, text.into_bytes())
@@ -71,6 +72,8 @@ pub async fn serve(shard: Rc<Shard>, http: HttpRequest) -> HttpResponse {
 /// A response body: JSON for the Matrix APIs, text for `/metrics`.
 enum Body {
     Json(Value),
+    /// JSON already serialized on the owning shard.
+    Serialized(Vec<u8>),
     Text(String),
 }
 
@@ -126,11 +129,16 @@ async fn route_and_run(shard: &Rc<Shard>, http: HttpRequest) -> Outcome {
     let result = shard
         .on_shard(owner, move |shard| async move {
             shard.metrics.record_handled();
-            client::handle(&shard, &request).await
+            if matches!(request.route, Route::Sync) {
+                crate::sync::handler::sync(&shard, &request)
+                    .await
+                    .map(Body::Serialized)
+            } else {
+                client::handle(&shard, &request).await.map(Body::Json)
+            }
         })
         .await
-        .and_then(|result| result)
-        .map(Body::Json);
+        .and_then(|result| result);
     Outcome {
         result,
         owner,

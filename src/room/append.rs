@@ -309,8 +309,30 @@ fn add_announcements(shard: &Shard, room: &mut Room, pdus: &[Arc<Pdu>], batch: &
         }
     }
 
+    // Redacted events change in the store, so every shard drops its cached
+    // copy once the redaction is durable.
+    let redacted: Arc<Vec<String>> = Arc::new(
+        pdus.iter()
+            .filter_map(|pdu| pdu.redacts.as_ref().map(ToString::to_string))
+            .collect(),
+    );
     let mesh = shard.mesh.clone();
     batch.after_commit(Box::new(move || {
+        if !redacted.is_empty() {
+            for target in 0..mesh.nr_shards() {
+                let redacted = redacted.clone();
+                let task: eltrix_shards::ShardTask<Shard> = Box::new(move |shard: Rc<Shard>| {
+                    Box::pin(async move {
+                        for event_id in redacted.iter() {
+                            shard.events.evict(event_id);
+                        }
+                    })
+                });
+                if mesh.send(target, task).is_err() {
+                    tracing::warn!(target, "failed to drop redacted events on a stopped shard");
+                }
+            }
+        }
         for (target, note) in notes {
             let task: eltrix_shards::ShardTask<Shard> = Box::new(move |shard: Rc<Shard>| {
                 Box::pin(async move { shard.sync.borrow_mut().apply(&note) })

@@ -1,11 +1,20 @@
 //! The client-server event format: the PDU without its federation fields,
 //! redacted if a redaction applies, with `unsigned` filled in for the viewer.
 
+use std::rc::Rc;
+
 use ruma::{CanonicalJsonObject, canonical_json::redact};
+use serde::{Serialize, Serializer, ser::SerializeMap};
 use serde_json::{Map, Value, json};
 
-use super::versions;
-use crate::store::{EventRecord, Map as StoreMap, Store};
+use super::{
+    event_cache::{CachedEvent, EventCache},
+    versions,
+};
+use crate::{
+    shard::Shard,
+    store::{EventRecord, Store},
+};
 
 /// Fields copied from the PDU into the client format.
 const CLIENT_FIELDS: [&str; 7] = [
@@ -25,27 +34,17 @@ pub struct Viewer<'a> {
     pub device_id: &'a str,
 }
 
-/// Formats a stored event for `viewer`.
+/// Returns the client-format fields of a stored event without `unsigned`,
+/// redacted when a redaction applies.
 #[must_use]
-pub fn format(
-    store: &Store,
-    event_id: &str,
-    record: &EventRecord,
-    viewer: Option<Viewer<'_>>,
-    now_ms: u64,
-) -> Value {
-    let mut pdu = record.pdu.clone();
-    let mut redacted_because = None;
-
-    if let Some(redaction_id) = &record.redacted_by {
-        pdu = redacted(pdu, record);
-        redacted_because = store
-            .get_json::<EventRecord>(StoreMap::Events, redaction_id.as_bytes())
-            .ok()
-            .flatten()
-            .map(|redaction| format(store, redaction_id, &redaction, None, now_ms));
-    }
-
+pub fn fields(event_id: &str, record: &EventRecord) -> Map<String, Value> {
+    let redacted_pdu;
+    let pdu = if record.redacted_by.is_some() {
+        redacted_pdu = redacted(record.pdu.clone(), record);
+        &redacted_pdu
+    } else {
+        &record.pdu
+    };
     let mut event = Map::new();
     event.insert("event_id".to_owned(), Value::String(event_id.to_owned()));
     for field in CLIENT_FIELDS {
@@ -61,23 +60,85 @@ pub fn format(
     if let Some(redacts) = pdu.get("content").and_then(|c| c.get("redacts")) {
         event.entry("redacts").or_insert_with(|| redacts.clone());
     }
+    event
+}
 
-    let ts = pdu
-        .get("origin_server_ts")
-        .and_then(Value::as_u64)
-        .unwrap_or(now_ms);
-    let mut unsigned = json!({ "age": now_ms.saturating_sub(ts) });
-    if let (Some(viewer), Some((device_id, txn_id))) = (viewer, &record.txn) {
-        let sender = pdu.get("sender").and_then(Value::as_str);
-        if sender == Some(viewer.user_id) && device_id == viewer.device_id {
-            unsigned["transaction_id"] = Value::String(txn_id.clone());
+/// A cached event with its `unsigned` for one viewer, serialized in the
+/// client format without building a JSON tree.
+#[derive(Debug)]
+pub struct ClientEvent {
+    pub event: Rc<CachedEvent>,
+    unsigned: Unsigned,
+}
+
+#[derive(Debug, Serialize)]
+struct Unsigned {
+    age: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    transaction_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redacted_because: Option<Box<ClientEvent>>,
+}
+
+impl Serialize for ClientEvent {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let fields = &self.event.client;
+        let mut map = serializer.serialize_map(Some(fields.len() + 1))?;
+        for (key, value) in fields {
+            map.serialize_entry(key, value)?;
+        }
+        map.serialize_entry("unsigned", &self.unsigned)?;
+        map.end()
+    }
+}
+
+impl ClientEvent {
+    /// Adds `viewer`'s `unsigned` to a cached event. A redacted event gets
+    /// its redaction in `redacted_because`, read through `cache`.
+    #[must_use]
+    pub fn new(
+        cache: &EventCache,
+        store: &Store,
+        event: Rc<CachedEvent>,
+        viewer: Option<Viewer<'_>>,
+        now_ms: u64,
+    ) -> Self {
+        let record = &event.record;
+        let ts = record
+            .pdu
+            .get("origin_server_ts")
+            .and_then(Value::as_u64)
+            .unwrap_or(now_ms);
+        let transaction_id = match (viewer, &record.txn) {
+            (Some(viewer), Some((device_id, txn_id)))
+                if device_id == viewer.device_id
+                    && record.pdu.get("sender").and_then(Value::as_str) == Some(viewer.user_id) =>
+            {
+                Some(txn_id.clone())
+            }
+            _ => None,
+        };
+        let redacted_because = record
+            .redacted_by
+            .as_deref()
+            .and_then(|redaction_id| cache.get(store, redaction_id).ok().flatten())
+            .map(|redaction| Box::new(Self::new(cache, store, redaction, None, now_ms)));
+        Self {
+            unsigned: Unsigned {
+                age: now_ms.saturating_sub(ts),
+                transaction_id,
+                redacted_because,
+            },
+            event,
         }
     }
-    if let Some(because) = redacted_because {
-        unsigned["redacted_because"] = because;
+
+    /// Returns the event as a JSON value, for handlers that build their
+    /// response as one.
+    #[must_use]
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
     }
-    event.insert("unsigned".to_owned(), unsigned);
-    Value::Object(event)
 }
 
 fn redacted(pdu: Value, record: &EventRecord) -> Value {
@@ -113,17 +174,21 @@ pub fn stripped(record: &EventRecord) -> Value {
     })
 }
 
-/// Loads and formats the stored event `event_id`; `None` if unknown.
+/// Loads and formats the stored event `event_id` for `viewer`, or returns
+/// `None` if it is unknown or unreadable.
 #[must_use]
 pub fn load(
-    store: &Store,
+    shard: &Shard,
     event_id: &str,
     viewer: Option<Viewer<'_>>,
     now_ms: u64,
-) -> Option<(Value, EventRecord)> {
-    let record = store
-        .get_json::<EventRecord>(StoreMap::Events, event_id.as_bytes())
-        .ok()
-        .flatten()?;
-    Some((format(store, event_id, &record, viewer, now_ms), record))
+) -> Option<ClientEvent> {
+    let event = shard.events.get(&shard.store, event_id).ok().flatten()?;
+    Some(ClientEvent::new(
+        &shard.events,
+        &shard.store,
+        event,
+        viewer,
+        now_ms,
+    ))
 }

@@ -126,7 +126,11 @@ impl Visibility {
 
     /// Applies [`Self::can_see`] to a client-format event at `pos`.
     #[must_use]
-    pub fn can_see_event(&self, pos: u64, event: &serde_json::Value) -> bool {
+    pub fn can_see_event(
+        &self,
+        pos: u64,
+        event: &serde_json::Map<String, serde_json::Value>,
+    ) -> bool {
         let kind = event
             .get("type")
             .and_then(serde_json::Value::as_str)

@@ -6,6 +6,7 @@ pub mod append;
 pub mod auth;
 pub mod builder;
 pub mod client_format;
+pub mod event_cache;
 pub mod history;
 pub mod keys;
 pub mod pdu;

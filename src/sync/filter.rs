@@ -28,7 +28,7 @@ pub struct EventFilter {
 impl EventFilter {
     /// Returns whether a client-format event passes the filter.
     #[must_use]
-    pub fn matches(&self, event: &Value) -> bool {
+    pub fn matches(&self, event: &serde_json::Map<String, Value>) -> bool {
         let kind = event
             .get("type")
             .and_then(Value::as_str)
@@ -156,8 +156,8 @@ mod tests {
             not_types: vec!["m.room.member".into()],
             ..EventFilter::default()
         };
-        assert!(filter.matches(&json!({ "type": "m.room.message" })));
-        assert!(!filter.matches(&json!({ "type": "m.room.member" })));
-        assert!(!filter.matches(&json!({ "type": "m.reaction" })));
+        assert!(filter.matches(json!({ "type": "m.room.message" }).as_object().unwrap()));
+        assert!(!filter.matches(json!({ "type": "m.room.member" }).as_object().unwrap()));
+        assert!(!filter.matches(json!({ "type": "m.reaction" }).as_object().unwrap()));
     }
 }

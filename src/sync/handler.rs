@@ -8,21 +8,21 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use ruma::OwnedRoomId;
-use serde_json::{Map as JsonMap, Value, json};
+use serde_json::{Value, json};
 
 use super::{
-    filter::{self, EventFormat, RoomFilter, SyncFilter},
+    filter::{EventFormat, RoomFilter, SyncFilter},
     index::UserRoom,
+    response::{JoinedRoom, LeftRoom, Rooms, SyncEvent, SyncResponse, TimelineOut},
     token,
 };
 use crate::{
     api::{
-        client::filter as stored_filter,
         error::{ApiResult, MatrixError},
         request::{ApiRequest, Auth},
     },
     room::{
-        client_format::{self, Viewer},
+        client_format::{self, ClientEvent, Viewer},
         history::Visibility,
     },
     shard::{Shard, now_millis},
@@ -34,8 +34,9 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(60);
 /// Timeline events per room when the filter sets no limit.
 const DEFAULT_TIMELINE_LIMIT: u64 = 10;
 
-/// `GET /_matrix/client/v3/sync`.
-pub async fn sync(shard: &Shard, request: &ApiRequest) -> ApiResult<Value> {
+/// `GET /_matrix/client/v3/sync`, serialized here because the response
+/// borrows this shard's cached events.
+pub async fn sync(shard: &Shard, request: &ApiRequest) -> ApiResult<Vec<u8>> {
     let auth = request.auth()?;
     let since = match request.query("since") {
         Some(text) => Some(
@@ -62,7 +63,7 @@ pub async fn sync(shard: &Shard, request: &ApiRequest) -> ApiResult<Value> {
             "set_presence must be online, offline or unavailable",
         ));
     }
-    let sync_filter = load_filter(shard, request, auth)?;
+    let sync_filter = super::filter_cache::load(shard, request, auth)?;
 
     let mut waited = false;
     loop {
@@ -76,7 +77,7 @@ pub async fn sync(shard: &Shard, request: &ApiRequest) -> ApiResult<Value> {
             waited = true;
             continue;
         }
-        return build_response(
+        let response = build_response(
             shard,
             auth,
             since.as_deref(),
@@ -84,20 +85,9 @@ pub async fn sync(shard: &Shard, request: &ApiRequest) -> ApiResult<Value> {
             &changed,
             full_state,
             &sync_filter,
-        );
-    }
-}
-
-fn load_filter(shard: &Shard, request: &ApiRequest, auth: &Auth) -> ApiResult<SyncFilter> {
-    match request.query("filter") {
-        None => Ok(SyncFilter::default()),
-        Some(text) if text.trim_start().starts_with('{') => filter::parse(text),
-        Some(filter_id) => {
-            let stored = stored_filter::load(shard, auth.user_id.as_str(), filter_id)?
-                .ok_or_else(|| MatrixError::not_found("Unknown filter ID"))?;
-            serde_json::from_value(stored)
-                .map_err(|e| MatrixError::bad_json(format!("Invalid stored filter: {e}")))
-        }
+        )?;
+        return serde_json::to_vec(&response)
+            .map_err(|e| MatrixError::internal(format!("Failed to serialize the response: {e}")));
     }
 }
 
@@ -144,12 +134,12 @@ fn build_response(
     changed: &BTreeMap<OwnedRoomId, UserRoom>,
     full_state: bool,
     sync_filter: &SyncFilter,
-) -> ApiResult<Value> {
+) -> ApiResult<SyncResponse> {
     let viewer = Viewer {
         user_id: auth.user_id.as_str(),
         device_id: &auth.device_id,
     };
-    let (mut join, mut invite, mut leave) = (JsonMap::new(), JsonMap::new(), JsonMap::new());
+    let mut rooms = Rooms::default();
     for (room_id, room) in changed {
         let owner = shard.owner(room_id.as_str());
         let lower = since
@@ -180,10 +170,12 @@ fn build_response(
         match room.membership.as_str() {
             "join" => {
                 let value = joined_room(shard, viewer, &section, room, sync_filter)?;
-                join.insert(room_id.to_string(), value);
+                rooms.join.insert(room_id.to_string(), value);
             }
             "invite" => {
-                invite.insert(room_id.to_string(), invited_room(shard, room_id)?);
+                rooms
+                    .invite
+                    .insert(room_id.to_string(), invited_room(shard, room_id)?);
             }
             "leave" | "ban" => {
                 let section = RoomSection {
@@ -191,27 +183,19 @@ fn build_response(
                     ..section
                 };
                 let value = left_room(shard, viewer, &section, sync_filter)?;
-                leave.insert(room_id.to_string(), value);
+                rooms.leave.insert(room_id.to_string(), value);
             }
             _ => {}
         }
     }
-    Ok(json!({
-        "next_batch": token::format_sync(upto),
-        "rooms": { "join": join, "invite": invite, "leave": leave, "knock": {} },
-        "presence": { "events": [] },
-        "account_data": { "events": [] },
-        "to_device": { "events": [] },
-        "device_lists": { "changed": [], "left": [] },
-        "device_one_time_keys_count": {},
-    }))
+    Ok(SyncResponse::new(token::format_sync(upto), rooms))
 }
 
 /// Returns the event in the filter's `event_format`.
-fn render(sync_filter: &SyncFilter, event: Value, record: EventRecord) -> Value {
+fn render(sync_filter: &SyncFilter, event: ClientEvent) -> SyncEvent {
     match sync_filter.event_format {
-        Some(EventFormat::Federation) => record.pdu,
-        _ => event,
+        Some(EventFormat::Federation) => SyncEvent::Federation(event.event),
+        _ => SyncEvent::Client(event),
     }
 }
 
@@ -229,7 +213,7 @@ struct RoomSection<'a> {
 }
 
 struct Timeline {
-    events: Vec<Value>,
+    events: Vec<SyncEvent>,
     /// State events (type, state key) present in `events`.
     state_keys: Vec<(String, String)>,
     limited: bool,
@@ -243,7 +227,7 @@ fn joined_room(
     section: &RoomSection<'_>,
     room: &UserRoom,
     sync_filter: &SyncFilter,
-) -> ApiResult<Value> {
+) -> ApiResult<JoinedRoom> {
     let timeline = read_timeline(shard, viewer, section, sync_filter)?;
     let joined_now = room.membership_pos > section.lower;
     let state = if section.initial || section.full_state || joined_now {
@@ -282,18 +266,7 @@ fn joined_room(
     } else {
         json!({})
     };
-    Ok(json!({
-        "timeline": {
-            "events": timeline.events,
-            "limited": timeline.limited,
-            "prev_batch": token::format_boundary(timeline.first_pos),
-        },
-        "state": { "events": state },
-        "account_data": { "events": [] },
-        "ephemeral": { "events": [] },
-        "unread_notifications": { "highlight_count": 0, "notification_count": 0 },
-        "summary": summary,
-    }))
+    Ok(JoinedRoom::new(timeline.into_out(), state, summary))
 }
 
 fn left_room(
@@ -301,17 +274,19 @@ fn left_room(
     viewer: Viewer<'_>,
     section: &RoomSection<'_>,
     sync_filter: &SyncFilter,
-) -> ApiResult<Value> {
+) -> ApiResult<LeftRoom> {
     let timeline = read_timeline(shard, viewer, section, sync_filter)?;
-    Ok(json!({
-        "timeline": {
-            "events": timeline.events,
-            "limited": timeline.limited,
-            "prev_batch": token::format_boundary(timeline.first_pos),
-        },
-        "state": { "events": [] },
-        "account_data": { "events": [] },
-    }))
+    Ok(LeftRoom::new(timeline.into_out()))
+}
+
+impl Timeline {
+    fn into_out(self) -> TimelineOut {
+        TimelineOut {
+            events: self.events,
+            limited: self.limited,
+            prev_batch: token::format_boundary(self.first_pos),
+        }
+    }
 }
 
 /// Stripped state of the room for an invite, with the invite event itself.
@@ -378,26 +353,25 @@ fn read_timeline(
         let pos = keys::timeline_pos(&key);
         first_pos = first_pos.min(pos);
         let event_id = String::from_utf8_lossy(&event_id);
-        let Some((event, record)) = client_format::load(&shard.store, &event_id, Some(viewer), now)
-        else {
+        let Some(event) = client_format::load(shard, &event_id, Some(viewer), now) else {
             continue;
         };
-        if !timeline_filter.matches(&event)
+        let fields = &event.event.client;
+        if !timeline_filter.matches(fields)
             || !section
                 .visibility
                 .as_ref()
-                .is_none_or(|visibility| visibility.can_see_event(pos, &event))
+                .is_none_or(|visibility| visibility.can_see_event(pos, fields))
         {
             continue;
         }
-        let event = render(sync_filter, event, record);
         if let (Some(kind), Some(state_key)) = (
-            event.get("type").and_then(Value::as_str),
-            event.get("state_key").and_then(Value::as_str),
+            fields.get("type").and_then(Value::as_str),
+            fields.get("state_key").and_then(Value::as_str),
         ) {
             state_keys.push((kind.to_owned(), state_key.to_owned()));
         }
-        events.push(event);
+        events.push(render(sync_filter, event));
     }
     Ok(Timeline {
         events,
@@ -419,7 +393,7 @@ fn state_events(
     in_timeline: &[(String, String)],
     upper: u64,
     sync_filter: &SyncFilter,
-) -> ApiResult<Vec<Value>> {
+) -> ApiResult<Vec<SyncEvent>> {
     let now = now_millis();
     let mut events = Vec::new();
     for (key, event_id) in shard
@@ -433,16 +407,16 @@ fn state_events(
             continue;
         }
         let event_id = String::from_utf8_lossy(&event_id);
-        let Some((event, record)) = client_format::load(&shard.store, &event_id, Some(viewer), now)
-        else {
+        let Some(event) = client_format::load(shard, &event_id, Some(viewer), now) else {
             continue;
         };
-        if record.pos > lower
-            && record.pos < before
-            && record.pos <= upper
-            && sync_filter.room.state.matches(&event)
+        let pos = event.event.record.pos;
+        if pos > lower
+            && pos < before
+            && pos <= upper
+            && sync_filter.room.state.matches(&event.event.client)
         {
-            events.push(render(sync_filter, event, record));
+            events.push(render(sync_filter, event));
         }
     }
     Ok(events)

@@ -2,9 +2,12 @@
 //! endpoint that reads it.
 
 pub mod filter;
+pub mod filter_cache;
 pub mod handler;
 mod index;
+mod response;
 mod summary;
 pub mod token;
 
+pub use filter_cache::FilterCache;
 pub use index::{RoomNotification, SyncIndex};

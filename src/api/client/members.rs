@@ -65,8 +65,8 @@ pub fn members(shard: &Shard, request: &ApiRequest, room_id: &OwnedRoomId) -> Ap
         if kind != "m.room.member" {
             continue;
         }
-        let Some((event, _)) =
-            client_format::load(&shard.store, &event_id, Some(viewer(auth)), now)
+        let Some(event) =
+            client_format::load(shard, &event_id, Some(viewer(auth)), now).map(|e| e.to_value())
         else {
             continue;
         };

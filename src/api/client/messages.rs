@@ -142,13 +142,15 @@ pub fn event(
     member_room(shard, room_id)?;
     let visibility = visibility(shard, room_id, auth.user_id.as_str())?;
     let not_found = || MatrixError::not_found("Event not found");
-    let (event, record) =
-        client_format::load(&shard.store, event_id, Some(viewer(auth)), now_millis())
-            .ok_or_else(not_found)?;
-    if record.room_id != room_id.as_str() || !visibility.can_see_event(record.pos, &event) {
+    let event = client_format::load(shard, event_id, Some(viewer(auth)), now_millis())
+        .ok_or_else(not_found)?;
+    let record = &event.event.record;
+    if record.room_id != room_id.as_str()
+        || !visibility.can_see_event(record.pos, &event.event.client)
+    {
         return Err(not_found());
     }
-    Ok(event)
+    Ok(event.to_value())
 }
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/messages`.
@@ -263,12 +265,11 @@ fn read_page(
                 low = pos + 1
             }
             let event_id = String::from_utf8_lossy(&event_id);
-            if let Some((event, _)) =
-                client_format::load(&shard.store, &event_id, Some(viewer(auth)), now)
-                && event_filter.matches(&event)
-                && visibility.can_see_event(pos, &event)
+            if let Some(event) = client_format::load(shard, &event_id, Some(viewer(auth)), now)
+                && event_filter.matches(&event.event.client)
+                && visibility.can_see_event(pos, &event.event.client)
             {
-                events.push(event);
+                events.push(event.to_value());
                 last_pos = Some(pos);
                 if events.len() == limit {
                     break;

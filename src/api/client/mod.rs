@@ -50,7 +50,9 @@ pub async fn handle(shard: &Rc<Shard>, request: &ApiRequest) -> ApiResult<Value>
         Route::JoinByIdOrAlias(target) => {
             membership::join_by_id_or_alias(shard, request, target).await
         }
-        Route::Sync => crate::sync::handler::sync(shard, request).await,
+        Route::Sync => Err(super::error::MatrixError::unrecognized(
+            "Sync is served by the dispatcher",
+        )),
         Route::CreateFilter(user_id) => filter::create(shard, request, user_id).await,
         Route::GetFilter(user_id, filter_id) => filter::get(shard, request, user_id, filter_id),
         Route::Alias(AliasAction::Get, alias) => directory::get(shard, alias),

@@ -26,8 +26,8 @@ pub fn all_state(shard: &Shard, request: &ApiRequest, room_id: &OwnedRoomId) -> 
     let now = now_millis();
     let events: Vec<Value> = state_event_ids(shard, &room, view)?
         .values()
-        .filter_map(|event_id| client_format::load(&shard.store, event_id, Some(viewer(auth)), now))
-        .map(|(event, _)| event)
+        .filter_map(|event_id| client_format::load(shard, event_id, Some(viewer(auth)), now))
+        .map(|event| event.to_value())
         .collect();
     Ok(Value::Array(events))
 }
@@ -50,8 +50,9 @@ pub fn get_state(
     let event_id = ids
         .get(&(kind.to_owned(), key.to_owned()))
         .ok_or_else(not_found)?;
-    let (event, _) = client_format::load(&shard.store, event_id, Some(viewer(auth)), now_millis())
-        .ok_or_else(not_found)?;
+    let event = client_format::load(shard, event_id, Some(viewer(auth)), now_millis())
+        .ok_or_else(not_found)?
+        .to_value();
     if request.query("format") == Some("event") {
         return Ok(event);
     }
