@@ -135,10 +135,14 @@ pub struct FanoutArgs {
     pub target: TargetArgs,
     #[command(flatten)]
     pub accounts: AccountArgs,
-    /// Number of room members, each long-polling /sync on its own thread and
-    /// connection.
+    /// Number of room members, each long-polling /sync on its own connection.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub members: u32,
+    /// Number of threads that run the members' long-polls, each with one
+    /// event loop (epoll) over its share of the members' connections. At most
+    /// --members.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub poll_threads: u32,
     /// Number of messages the sender sends.
     #[arg(
         long,
@@ -315,16 +319,24 @@ impl SendArgs {
 }
 
 impl FanoutArgs {
-    pub fn config(&self) -> FanoutConfig {
-        FanoutConfig {
+    /// Builds the settings; fails when --poll-threads exceeds --members.
+    pub fn config(&self) -> Result<FanoutConfig, String> {
+        if self.poll_threads > self.members {
+            return Err(format!(
+                "invalid --poll-threads {}: expected at most --members ({})",
+                self.poll_threads, self.members
+            ));
+        }
+        Ok(FanoutConfig {
             members: self.members,
             messages: self.messages,
             rate: self.rate,
             concurrency: self.concurrency,
             timeline_limit: self.timeline_limit,
+            poll_threads: self.poll_threads,
             duration: Duration::from_secs(self.duration),
             drain: Duration::from_millis(self.drain_ms),
-        }
+        })
     }
 }
 
@@ -423,6 +435,39 @@ mod tests {
         }
         let ceiling_with_state = ["eltrix-loadtest", "ceiling", "--url", url, "--state", "x"];
         assert!(Cli::try_parse_from(ceiling_with_state).is_err());
+    }
+
+    fn fanout_args(extra: &[&str]) -> super::FanoutArgs {
+        let base = ["eltrix-loadtest", "fanout", "--url", "http://127.0.0.1:1"];
+        let argv = base.iter().chain(extra).copied();
+        match Cli::try_parse_from(argv) {
+            Ok(Cli {
+                scenario: Scenario::Fanout(args),
+            }) => args,
+            other => panic!("fanout {extra:?} did not parse: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn poll_threads_default_and_bounds() {
+        assert_eq!(fanout_args(&[]).config().unwrap().poll_threads, 2);
+        let one = fanout_args(&["--members", "3", "--poll-threads", "1"]);
+        assert_eq!(one.config().unwrap().poll_threads, 1);
+        let all = fanout_args(&["--members", "3", "--poll-threads", "3"]);
+        assert_eq!(all.config().unwrap().poll_threads, 3);
+
+        let too_many = fanout_args(&["--members", "3", "--poll-threads", "4"]);
+        let error = too_many.config().unwrap_err();
+        assert!(error.contains("--poll-threads 4"), "{error}");
+        let zero = [
+            "eltrix-loadtest",
+            "fanout",
+            "--url",
+            "http://[::1]:1",
+            "--poll-threads",
+            "0",
+        ];
+        assert!(Cli::try_parse_from(zero).is_err());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! A blocking HTTP/1.1 client over one keep-alive `TcpStream`, with a
-//! deadline on every request, and the response parser it uses.
+//! deadline on every request, and the response parser and error mapping
+//! that it shares with the event-loop client in [`crate::longpoll`].
 
 use std::{
     fmt::{self, Write as _},
@@ -402,7 +403,7 @@ impl Connection {
         timeout: Duration,
     ) -> Result<Response, HttpError> {
         if self.stream.is_none() {
-            self.stream = Some(self.connect(deadline, timeout)?);
+            self.stream = Some(connect(&self.target, deadline, timeout)?);
         }
         let Self {
             stream: Some(stream),
@@ -422,7 +423,7 @@ impl Connection {
             .write_all(request)
             .map_err(|error| classify(error, true, timeout))?;
 
-        // On the heap, because fanout runs its syncing threads on small stacks.
+        // On the heap, because worker threads run on small stacks.
         let mut chunk = vec![0u8; 16 * 1024];
         loop {
             if let Parsed::Complete { response, consumed } =
@@ -442,31 +443,38 @@ impl Connection {
             }
         }
     }
+}
 
-    fn connect(&self, deadline: Instant, timeout: Duration) -> Result<TcpStream, HttpError> {
-        let mut last_error = None;
-        for addr in &self.target.addrs {
-            match TcpStream::connect_timeout(addr, remaining(deadline, timeout)?) {
-                Ok(stream) => {
-                    stream.set_nodelay(true).map_err(HttpError::Io)?;
-                    return Ok(stream);
-                }
-                Err(source) => {
-                    last_error = Some(HttpError::Connect {
-                        addr: *addr,
-                        source,
-                    })
-                }
+/// Opens a connection with `TCP_NODELAY` to the first of the target's
+/// addresses that accepts one before `deadline`. `timeout` is the whole time
+/// allowed for the request, named in a timeout error.
+pub fn connect(
+    target: &Target,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<TcpStream, HttpError> {
+    let mut last_error = None;
+    for addr in &target.addrs {
+        match TcpStream::connect_timeout(addr, remaining(deadline, timeout)?) {
+            Ok(stream) => {
+                stream.set_nodelay(true).map_err(HttpError::Io)?;
+                return Ok(stream);
+            }
+            Err(source) => {
+                last_error = Some(HttpError::Connect {
+                    addr: *addr,
+                    source,
+                })
             }
         }
-        Err(last_error.unwrap_or(HttpError::InvalidResponse(
-            "no address to connect to".to_owned(),
-        )))
     }
+    Err(last_error.unwrap_or(HttpError::InvalidResponse(
+        "no address to connect to".to_owned(),
+    )))
 }
 
 /// Completes a response whose body ends at the close of the connection.
-fn finish_at_eof(buffer: &[u8]) -> Result<Response, HttpError> {
+pub fn finish_at_eof(buffer: &[u8]) -> Result<Response, HttpError> {
     if buffer.is_empty() {
         return Err(HttpError::ClosedBeforeResponse);
     }
@@ -481,7 +489,7 @@ fn finish_at_eof(buffer: &[u8]) -> Result<Response, HttpError> {
     }
 }
 
-fn remaining(deadline: Instant, timeout: Duration) -> Result<Duration, HttpError> {
+pub fn remaining(deadline: Instant, timeout: Duration) -> Result<Duration, HttpError> {
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
         Err(HttpError::TimedOut(timeout))
@@ -492,7 +500,7 @@ fn remaining(deadline: Instant, timeout: Duration) -> Result<Duration, HttpError
 
 /// Maps an I/O error; `nothing_received` is whether no response byte has
 /// arrived yet, in which case a reset means a closed keep-alive connection.
-fn classify(error: io::Error, nothing_received: bool, timeout: Duration) -> HttpError {
+pub fn classify(error: io::Error, nothing_received: bool, timeout: Duration) -> HttpError {
     use io::ErrorKind::{
         BrokenPipe, ConnectionAborted, ConnectionReset, TimedOut, UnexpectedEof, WouldBlock,
     };

@@ -5,6 +5,7 @@
 mod cli;
 mod delivery;
 mod http;
+mod longpoll;
 mod matrix;
 mod pacing;
 mod progress;
@@ -13,6 +14,7 @@ mod rng;
 mod scenario;
 mod setup;
 mod state;
+mod sync_body;
 mod tally;
 mod target;
 
@@ -47,7 +49,7 @@ fn run(scenario: &Scenario) -> Result<ExitCode, String> {
         Scenario::Fanout(args) => {
             let ctx = args.target.context(&args.accounts)?;
             (
-                scenario::fanout::run(&ctx, &args.config())?,
+                scenario::fanout::run(&ctx, &args.config()?)?,
                 &args.target.json,
             )
         }

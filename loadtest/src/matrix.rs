@@ -153,7 +153,7 @@ pub fn encode_path_segment(segment: &str) -> String {
 /// One `GET /sync` request.
 #[derive(Debug, Clone, Copy)]
 pub struct SyncRequest<'a> {
-    /// Filter as JSON text, sent inline in the query string.
+    /// Filter ID, or filter as JSON text, sent in the query string.
     pub filter: &'a str,
     /// `next_batch` of the previous response; `None` for an initial sync.
     pub since: Option<&'a str>,
@@ -319,6 +319,19 @@ impl Client {
         Ok(())
     }
 
+    /// `POST /_matrix/client/v3/user/{userId}/filter`, which returns the
+    /// filter ID.
+    pub fn upload_filter(
+        &mut self,
+        token: &str,
+        user_id: &str,
+        filter: &Value,
+    ) -> Result<String, ApiError> {
+        let endpoint = format!("/user/{}/filter", encode_path_segment(user_id));
+        let response = self.call_ok("POST", &endpoint, Some(token), filter)?;
+        string_field(&response, "filter_id")
+    }
+
     /// `GET /_matrix/client/v3/joined_rooms`; returns the room IDs.
     pub fn joined_rooms(&mut self, token: &str) -> Result<Vec<String>, ApiError> {
         let deadline = Instant::now() + self.timeout;
@@ -368,8 +381,7 @@ impl Client {
         if let Some(stop_at) = stop_at {
             deadline = deadline.min(stop_at);
         }
-        let path = format!("{CLIENT_V3}/sync?{}", sync_query(request));
-        let body = self.get_ok(&path, Some(token), deadline)?;
+        let body = self.get_ok(&sync_path("", request), Some(token), deadline)?;
         Ok(SyncResponse {
             body_bytes: body.len(),
             body: parse_json(&body)?,
@@ -398,6 +410,12 @@ impl Client {
     }
 }
 
+/// Builds the path and query of a `/sync` request under `base_path`, the
+/// URL's path prefix.
+pub fn sync_path(base_path: &str, request: &SyncRequest<'_>) -> String {
+    format!("{base_path}{CLIENT_V3}/sync?{}", sync_query(request))
+}
+
 /// Builds the query string of a `/sync` request, without the leading `?`.
 pub fn sync_query(request: &SyncRequest<'_>) -> String {
     let mut query = format!(
@@ -415,26 +433,6 @@ pub fn sync_query(request: &SyncRequest<'_>) -> String {
 /// Returns the `next_batch` token of a sync response.
 pub fn next_batch(sync: &Value) -> Result<String, ApiError> {
     string_field(sync, "next_batch")
-}
-
-/// Returns the timeline events of a joined room in a sync response, empty
-/// when the room is not in it.
-pub fn timeline_events<'a>(sync: &'a Value, room_id: &str) -> &'a [Value] {
-    sync.pointer("/rooms/join")
-        .and_then(|join| join.get(room_id))
-        .and_then(|room| room.pointer("/timeline/events"))
-        .and_then(Value::as_array)
-        .map_or(&[], Vec::as_slice)
-}
-
-/// Returns whether the server cut the timeline of a joined room short
-/// (`limited`), so that events between two syncs may be missing.
-pub fn timeline_limited(sync: &Value, room_id: &str) -> bool {
-    sync.pointer("/rooms/join")
-        .and_then(|join| join.get(room_id))
-        .and_then(|room| room.pointer("/timeline/limited"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
 }
 
 /// Returns the number of joined rooms in a sync response.
@@ -471,7 +469,7 @@ mod tests {
 
     use super::{
         ApiError, SyncRequest, encode_path_segment, joined_room_count, next_batch, status_error,
-        sync_query, timeline_events, timeline_limited,
+        sync_path, sync_query,
     };
 
     #[test]
@@ -547,6 +545,20 @@ mod tests {
     }
 
     #[test]
+    fn sync_path_keeps_base_path() {
+        let request = SyncRequest {
+            filter: "f1",
+            since: Some("s7"),
+            timeout_ms: 30_000,
+        };
+        assert_eq!(
+            sync_path("/prefix", &request),
+            "/prefix/_matrix/client/v3/sync?filter=f1&timeout=30000&since=s7"
+        );
+        assert!(sync_path("", &request).starts_with("/_matrix/client/v3/sync?"));
+    }
+
+    #[test]
     fn sync_response_fields() {
         let sync = json!({
             "next_batch": "s42",
@@ -556,10 +568,6 @@ mod tests {
             }}
         });
         assert_eq!(next_batch(&sync).unwrap(), "s42");
-        assert_eq!(timeline_events(&sync, "!a:x").len(), 2);
-        assert!(timeline_events(&sync, "!c:x").is_empty());
-        assert!(timeline_limited(&sync, "!a:x"));
-        assert!(!timeline_limited(&sync, "!b:x"));
         assert_eq!(joined_room_count(&sync), 2);
     }
 
@@ -567,7 +575,6 @@ mod tests {
     fn sync_response_without_rooms() {
         let sync = json!({"next_batch": "s1"});
         assert_eq!(joined_room_count(&sync), 0);
-        assert!(timeline_events(&sync, "!a:x").is_empty());
         assert!(next_batch(&json!({})).is_err());
     }
 }

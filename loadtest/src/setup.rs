@@ -21,8 +21,8 @@ use crate::{
 };
 
 /// Stack size of worker threads. They parse JSON of bounded depth and keep
-/// their buffers on the heap, so a small stack lets a run keep a thousand
-/// syncing threads.
+/// their buffers on the heap, so a small stack lets a run start a thousand
+/// workers.
 pub const WORKER_STACK_BYTES: usize = 128 * 1024;
 
 /// Attempts of a setup request that the server rate-limits with 429.

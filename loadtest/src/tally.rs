@@ -1,12 +1,7 @@
 //! Per-operation counts and latency histograms of the requests of a phase.
 //! Each worker fills its own [`Tally`], and the phase merges them.
 
-use std::{
-    collections::BTreeMap,
-    fmt::Display,
-    sync::{Mutex, PoisonError, atomic::Ordering},
-    time::Duration,
-};
+use std::{collections::BTreeMap, fmt::Display, sync::atomic::Ordering, time::Duration};
 
 use hdrhistogram::Histogram;
 
@@ -94,54 +89,25 @@ impl Tally {
     }
 }
 
-/// Destination of a [`Recorder`]'s counts.
-enum Sink<'a> {
-    /// The worker's own tally, merged when the phase ends.
-    Owned(Tally),
-    /// A tally shared by many threads. Each histogram takes about 190 KB, so
-    /// a thousand syncing threads share one rather than each owning one.
-    Shared(&'a Mutex<Tally>),
-}
-
 /// A worker's [`Tally`] that also updates the phase's progress counters.
 pub struct Recorder<'a> {
-    sink: Sink<'a>,
+    tally: Tally,
     progress: &'a Progress,
 }
 
 impl<'a> Recorder<'a> {
-    /// Creates a recorder with its own tally.
     pub fn new(progress: &'a Progress) -> Self {
         Self {
-            sink: Sink::Owned(Tally::default()),
+            tally: Tally::default(),
             progress,
-        }
-    }
-
-    /// Creates a recorder that adds to `tally`, which other threads share.
-    pub fn shared(progress: &'a Progress, tally: &'a Mutex<Tally>) -> Self {
-        Self {
-            sink: Sink::Shared(tally),
-            progress,
-        }
-    }
-
-    fn with_tally(&mut self, update: impl FnOnce(&mut Tally)) {
-        match &mut self.sink {
-            Sink::Owned(tally) => update(tally),
-            Sink::Shared(shared) => {
-                update(&mut shared.lock().unwrap_or_else(PoisonError::into_inner));
-            }
         }
     }
 
     /// Counts a successful request of `op` and records its latency.
     pub fn success(&mut self, op: &'static str, latency: Duration) {
-        self.with_tally(|tally| {
-            let counted = tally.op(op);
-            record_latency(&mut counted.latency_us, latency);
-            counted.succeeded += 1;
-        });
+        let counted = self.tally.op(op);
+        record_latency(&mut counted.latency_us, latency);
+        counted.succeeded += 1;
         self.progress.requests.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -154,7 +120,7 @@ impl<'a> Recorder<'a> {
     /// Counts a failed request of `op` under `label`, for example one that
     /// the server answered with 2xx but whose content was wrong.
     pub fn invalid(&mut self, op: &'static str, label: &str, message: impl FnOnce() -> String) {
-        self.with_tally(|tally| count_error(&mut tally.op(op).errors, label.to_owned(), message));
+        count_error(&mut self.tally.op(op).errors, label.to_owned(), message);
         self.progress.requests.fetch_add(1, Ordering::Relaxed);
         self.progress.errors.fetch_add(1, Ordering::Relaxed);
     }
@@ -162,16 +128,13 @@ impl<'a> Recorder<'a> {
     /// Records how late an open-loop request started.
     pub fn start_lag(&mut self, lag: Option<Duration>) {
         if let Some(lag) = lag {
-            self.with_tally(|tally| record_latency(&mut tally.start_lag_us, lag));
+            record_latency(&mut self.tally.start_lag_us, lag);
         }
     }
 
-    /// Returns the recorder's own tally, or an empty one for a shared tally.
+    /// Returns the recorder's tally.
     pub fn finish(self) -> Tally {
-        match self.sink {
-            Sink::Owned(tally) => tally,
-            Sink::Shared(_) => Tally::default(),
-        }
+        self.tally
     }
 }
 
@@ -202,23 +165,6 @@ mod tests {
             "!room:x: HTTP 403 M_FORBIDDEN: no"
         );
         assert_eq!(tally.ops["sync"].errors["missing rooms"].count, 1);
-    }
-
-    #[test]
-    fn shared_recorders_add_to_one_tally() {
-        let progress = Progress::default();
-        let shared = std::sync::Mutex::new(Tally::default());
-        let mut first = Recorder::shared(&progress, &shared);
-        let mut second = Recorder::shared(&progress, &shared);
-        first.success("sync", Duration::from_millis(1));
-        second.success("sync", Duration::from_millis(2));
-        second.failure("sync", &status_error(500, b""), "@m:x");
-        assert_eq!(first.finish().ops.len(), 0);
-        assert_eq!(second.finish().ops.len(), 0);
-        let tally = shared.into_inner().unwrap();
-        assert_eq!(tally.ops["sync"].succeeded, 2);
-        assert_eq!(tally.ops["sync"].errors["HTTP 500"].count, 1);
-        assert_eq!(progress.requests.load(Ordering::Relaxed), 3);
     }
 
     #[test]

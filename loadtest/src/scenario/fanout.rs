@@ -1,22 +1,26 @@
 //! The `fanout` scenario: one sender sends messages at a fixed rate into a
 //! room whose members all long-poll `/sync`, and the report gives the time
 //! from the sender's 200 response to each member's sync showing the event.
+//!
+//! The members upload their sync filter and make their initial syncs first.
+//! Then `--poll-threads` threads each run one event loop over their share of
+//! the members' long-polls, which [`member`] drives.
+
+mod member;
 
 use std::{
-    collections::HashSet,
-    sync::{
-        Mutex, PoisonError,
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
-    },
+    ops::Range,
+    sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     thread,
     time::{Duration, Instant},
 };
 
 use serde_json::{Value, json};
 
+use self::member::{MemberOutcome, MemberStart, run_members};
 use crate::{
-    delivery::{Arrival, SentEvent, match_deliveries},
-    matrix::{SyncRequest, next_batch, timeline_events, timeline_limited},
+    delivery::{SentEvent, match_deliveries},
+    matrix::{Session, SyncRequest, next_batch},
     pacing::{Pacer, Pacing},
     progress::Progress,
     report::{Report, ReportHeader, StopReason},
@@ -35,7 +39,7 @@ const PARK_GRACE: Duration = Duration::from_millis(200);
 /// Interval at which the sender checks whether all members are polling.
 const READY_POLL: Duration = Duration::from_millis(5);
 /// Pause of a member after a failed sync, so that a server that fails every
-/// sync at once does not meet a thousand threads retrying in a busy loop.
+/// sync at once does not meet a thousand members retrying in a busy loop.
 const SYNC_RETRY_DELAY: Duration = Duration::from_millis(100);
 
 /// Settings of one `fanout` run, already validated.
@@ -46,6 +50,8 @@ pub struct FanoutConfig {
     pub rate: f64,
     pub concurrency: u32,
     pub timeline_limit: u32,
+    /// Threads that run the members' long-polls, from 1 to `members`.
+    pub poll_threads: u32,
     /// Bound on the sends, from the start of the members' long-polls.
     pub duration: Duration,
     /// How long members keep syncing after the last send.
@@ -56,10 +62,7 @@ pub struct FanoutConfig {
 struct Shared<'a> {
     config: &'a FanoutConfig,
     world: &'a World,
-    filter: String,
     progress: Progress,
-    /// Requests of all members.
-    member_tally: Mutex<Tally>,
     start: Instant,
     /// Members that have sent their first long-poll request.
     polling: AtomicUsize,
@@ -87,15 +90,12 @@ impl Shared<'_> {
 
 /// Result of one thread of the phase.
 enum Outcome {
-    Sender { tally: Tally, sent: Vec<SentEvent> },
-    Member(MemberOutcome),
-}
-
-/// Events that one member saw. Its requests are counted in
-/// [`Shared::member_tally`].
-struct MemberOutcome {
-    arrivals: Vec<Arrival>,
-    limited: u64,
+    Sender {
+        tally: Tally,
+        sent: Vec<SentEvent>,
+    },
+    /// The syncs of one thread's members and what each member saw.
+    Members(Result<(Tally, Vec<MemberOutcome>), String>),
 }
 
 pub fn run(ctx: &Context, config: &FanoutConfig) -> Result<Report, String> {
@@ -104,30 +104,30 @@ pub fn run(ctx: &Context, config: &FanoutConfig) -> Result<Report, String> {
         setup::load_or_create(ctx, "fanout", &setup_options, || create_world(ctx, config))?;
     eprintln!("setup done in {:.2} s", setup.seconds);
     let filter = member_filter(&world.rooms[0], config.timeline_limit);
-    let (since_tokens, initial_tally) = initial_syncs(ctx, config, &world, &filter)?;
+    let (starts, initial_tally) = start_members(ctx, config, &world, &filter)?;
 
     let shared = Shared {
         config,
         world: &world,
-        filter,
         progress: Progress::default(),
-        member_tally: Mutex::new(initial_tally),
         start: Instant::now(),
         polling: AtomicUsize::new(0),
         sent_ok: AtomicU64::new(0),
         sender_done: AtomicBool::new(false),
         stop_after_us: AtomicU64::new(micros(config.duration + config.drain)),
     };
-    let threads = config.members as usize + 1;
-    let (outcomes, elapsed) = run_threads("fanout", threads, &shared.progress, |index| {
+    let groups = partition(config.members as usize, config.poll_threads as usize);
+    let members = &world.users[1..];
+    let (outcomes, elapsed) = run_threads("fanout", groups.len() + 1, &shared.progress, |index| {
         if index == 0 {
-            run_sender(ctx, &shared)
-        } else {
-            Outcome::Member(run_member(ctx, &shared, index, &since_tokens[index - 1]))
+            return run_sender(ctx, &shared);
         }
+        let group = groups[index - 1].clone();
+        let sessions = &members[group.clone()];
+        Outcome::Members(run_members(ctx, &shared, sessions, &starts[group]))
     })?;
 
-    let mut tallies = Vec::with_capacity(outcomes.len());
+    let mut tallies = vec![initial_tally];
     let mut sent = Vec::new();
     let mut arrivals = Vec::with_capacity(config.members as usize);
     let mut limited = 0;
@@ -140,18 +140,16 @@ pub fn run(ctx: &Context, config: &FanoutConfig) -> Result<Report, String> {
                 tallies.push(tally);
                 sent = events;
             }
-            Outcome::Member(member) => {
-                arrivals.push(member.arrivals);
-                limited += member.limited;
+            Outcome::Members(result) => {
+                let (tally, group_outcomes) = result?;
+                tallies.push(tally);
+                for member in group_outcomes {
+                    arrivals.push(member.arrivals);
+                    limited += member.limited;
+                }
             }
         }
     }
-    tallies.push(
-        shared
-            .member_tally
-            .into_inner()
-            .unwrap_or_else(PoisonError::into_inner),
-    );
     let tally = merge_tallies(tallies);
     let deliveries = match_deliveries(&sent, &arrivals);
     let sends = tally
@@ -169,6 +167,7 @@ pub fn run(ctx: &Context, config: &FanoutConfig) -> Result<Report, String> {
             "rate": config.rate,
             "concurrency": config.concurrency,
             "timeline_limit": config.timeline_limit,
+            "poll_threads": config.poll_threads,
             "sync_timeout_ms": LONG_POLL_MS,
             "duration_s": config.duration.as_secs(),
             "drain_ms": config.drain.as_millis(),
@@ -195,50 +194,97 @@ fn create_world(ctx: &Context, config: &FanoutConfig) -> Result<World, String> {
     Ok(World { users, rooms })
 }
 
-/// Makes each member's initial sync with `concurrency` parallel connections,
-/// because a thousand at once would time out, and returns their `since`
-/// tokens and a tally of them as `initial_sync`.
-fn initial_syncs(
+/// Uploads each member's sync filter, then makes its initial sync with that
+/// filter. Both steps use `concurrency` parallel connections, because a
+/// thousand at once would time out. Returns each member's filter ID and
+/// `since` token, and a tally of the requests as `filter` and `initial_sync`.
+fn start_members(
     ctx: &Context,
     config: &FanoutConfig,
     world: &World,
-    filter: &str,
-) -> Result<(Vec<String>, Tally), String> {
-    let request = SyncRequest {
-        filter,
-        since: None,
-        timeout_ms: 0,
-    };
+    filter: &Value,
+) -> Result<(Vec<MemberStart>, Tally), String> {
+    let members = &world.users[1..];
     let start = Instant::now();
-    let results = setup::parallel_map(
+    let filters = upload_filters(ctx, config, members, filter)?;
+    eprintln!(
+        "{} members uploaded their filter in {:.2} s",
+        filters.len(),
+        start.elapsed().as_secs_f64()
+    );
+
+    let start = Instant::now();
+    let filter_ids: Vec<&str> = filters.iter().map(|(id, _)| id.as_str()).collect();
+    let syncs = initial_syncs(ctx, config, members, &filter_ids)?;
+    eprintln!(
+        "{} members made their initial sync in {:.2} s; long-polling on {} thread(s)",
+        syncs.len(),
+        start.elapsed().as_secs_f64(),
+        config.poll_threads
+    );
+
+    let progress = Progress::default();
+    let mut recorder = Recorder::new(&progress);
+    let mut starts = Vec::with_capacity(members.len());
+    for ((filter_id, filter_latency), (since, sync_latency)) in filters.into_iter().zip(syncs) {
+        recorder.success("filter", filter_latency);
+        recorder.success("initial_sync", sync_latency);
+        starts.push(MemberStart { filter_id, since });
+    }
+    Ok((starts, recorder.finish()))
+}
+
+/// Uploads `filter` for each member and returns the filter IDs and
+/// latencies.
+fn upload_filters(
+    ctx: &Context,
+    config: &FanoutConfig,
+    members: &[Session],
+    filter: &Value,
+) -> Result<Vec<(String, Duration)>, String> {
+    setup::parallel_map(
         ctx,
-        &world.users[1..],
+        members,
         config.concurrency,
         |client, member| {
+            let started = Instant::now();
+            let filter_id = client.upload_filter(&member.access_token, &member.user_id, filter)?;
+            Ok((filter_id, started.elapsed()))
+        },
+        |member| format!("uploading the filter of {}", member.user_id),
+    )
+}
+
+/// Makes each member's initial sync with its filter ID and returns the
+/// `since` tokens and latencies.
+fn initial_syncs(
+    ctx: &Context,
+    config: &FanoutConfig,
+    members: &[Session],
+    filter_ids: &[&str],
+) -> Result<Vec<(String, Duration)>, String> {
+    let pairs: Vec<(&Session, &str)> = members.iter().zip(filter_ids.iter().copied()).collect();
+    setup::parallel_map(
+        ctx,
+        &pairs,
+        config.concurrency,
+        |client, &(member, filter_id)| {
+            let request = SyncRequest {
+                filter: filter_id,
+                since: None,
+                timeout_ms: 0,
+            };
             let started = Instant::now();
             let response = client.sync(&member.access_token, &request, None)?;
             Ok((next_batch(&response.body)?, started.elapsed()))
         },
-        |member| format!("initial sync of {}", member.user_id),
-    )?;
-    eprintln!(
-        "{} members made their initial sync in {:.2} s; long-polling",
-        results.len(),
-        start.elapsed().as_secs_f64()
-    );
-    let progress = Progress::default();
-    let mut recorder = Recorder::new(&progress);
-    let mut since_tokens = Vec::with_capacity(results.len());
-    for (since, latency) in results {
-        recorder.success("initial_sync", latency);
-        since_tokens.push(since);
-    }
-    Ok((since_tokens, recorder.finish()))
+        |(member, _)| format!("initial sync of {}", member.user_id),
+    )
 }
 
 /// Returns the members' sync filter: only the fanout room, a bounded
 /// timeline, lazy-loaded members, and no presence or account data.
-pub fn member_filter(room_id: &str, timeline_limit: u32) -> String {
+pub fn member_filter(room_id: &str, timeline_limit: u32) -> Value {
     json!({
         "room": {
             "rooms": [room_id],
@@ -248,7 +294,22 @@ pub fn member_filter(room_id: &str, timeline_limit: u32) -> String {
         "presence": { "not_types": ["*"] },
         "account_data": { "not_types": ["*"] },
     })
-    .to_string()
+}
+
+/// Splits `0..count` into `parts` contiguous ranges whose lengths differ by
+/// at most one. `parts` is clamped to `1..=count`.
+fn partition(count: usize, parts: usize) -> Vec<Range<usize>> {
+    let parts = parts.clamp(1, count.max(1));
+    let (base, extra) = (count / parts, count % parts);
+    let mut start = 0;
+    (0..parts)
+        .map(|part| {
+            let len = base + usize::from(part < extra);
+            let range = start..start + len;
+            start += len;
+            range
+        })
+        .collect()
 }
 
 fn micros(duration: Duration) -> u64 {
@@ -304,112 +365,34 @@ fn run_sender(ctx: &Context, shared: &Shared<'_>) -> Outcome {
     Outcome::Sender { tally, sent }
 }
 
-/// Long-polls from `since` until this member has seen every message that
-/// the sender sent, or the drain time has passed.
-fn run_member(ctx: &Context, shared: &Shared<'_>, index: usize, since: &str) -> MemberOutcome {
-    let session = &shared.world.users[index];
-    let mut client = ctx.client();
-    let mut recorder = Recorder::shared(&shared.progress, &shared.member_tally);
-    let mut outcome = MemberOutcome {
-        arrivals: Vec::new(),
-        limited: 0,
-    };
-    let mut since = since.to_owned();
-    let mut first_poll = true;
-
-    let mut seen = HashSet::new();
-    while !has_everything(shared, seen.len() as u64) {
-        let stop_at = shared.stop_at();
-        if Instant::now() >= stop_at {
-            break;
-        }
-        let request = SyncRequest {
-            filter: &shared.filter,
-            since: Some(&since),
-            timeout_ms: LONG_POLL_MS,
-        };
-        // NOTE: when sends fail without being stored, a member that already
-        // has every stored event waits out this long-poll (up to 30 s, or the
-        // stop time read above), because nothing wakes it when the sender ends.
-        if first_poll {
-            shared.polling.fetch_add(1, Ordering::AcqRel);
-            first_poll = false;
-        }
-        let started = Instant::now();
-        let response = client
-            .sync(&session.access_token, &request, Some(stop_at))
-            .and_then(|response| Ok((next_batch(&response.body)?, response.body)));
-        match response {
-            Ok((next, body)) => {
-                let at = Instant::now();
-                recorder.success("sync", at - started);
-                collect_arrivals(shared, &body, at, &mut seen, &mut outcome);
-                since = next;
-            }
-            // The drain time ended during the long-poll, which is no error.
-            Err(error) if error.is_timeout() && Instant::now() >= stop_at => break,
-            Err(error) => {
-                recorder.failure("sync", &error, &session.user_id);
-                let left = stop_at.saturating_duration_since(Instant::now());
-                thread::sleep(SYNC_RETRY_DELAY.min(left));
-            }
-        }
-    }
-    outcome
-}
-
-/// Returns whether a member that has seen `seen` distinct sender events
-/// needs no more syncs: it has every planned message, or the sender is done
-/// and it has every message that was sent.
-fn has_everything(shared: &Shared<'_>, seen: u64) -> bool {
-    if seen >= shared.config.messages {
-        return true;
-    }
-    // The sender raises `sent_ok` before it sets `sender_done`.
-    shared.sender_done.load(Ordering::Acquire) && seen >= shared.sent_ok.load(Ordering::Acquire)
-}
-
-/// Records the sender's messages in the room's timeline of one response.
-fn collect_arrivals(
-    shared: &Shared<'_>,
-    body: &Value,
-    at: Instant,
-    seen: &mut HashSet<String>,
-    outcome: &mut MemberOutcome,
-) {
-    let room_id = shared.room_id();
-    if timeline_limited(body, room_id) {
-        outcome.limited += 1;
-    }
-    for event in timeline_events(body, room_id) {
-        let field = |name: &str| event.get(name).and_then(Value::as_str);
-        if field("type") != Some("m.room.message") || field("sender") != Some(shared.sender_id()) {
-            continue;
-        }
-        let Some(event_id) = field("event_id") else {
-            continue;
-        };
-        if seen.insert(event_id.to_owned()) {
-            shared.progress.deliveries.fetch_add(1, Ordering::Relaxed);
-        }
-        outcome.arrivals.push(Arrival {
-            event_id: event_id.to_owned(),
-            at,
-        });
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::member_filter;
+    use super::{member_filter, partition};
 
     #[test]
     fn member_filter_limits_room_and_timeline() {
-        let filter: serde_json::Value =
-            serde_json::from_str(&member_filter("!r:localhost", 50)).unwrap();
+        let filter = member_filter("!r:localhost", 50);
         assert_eq!(filter["room"]["rooms"][0], "!r:localhost");
         assert_eq!(filter["room"]["timeline"]["limit"], 50);
         assert_eq!(filter["room"]["state"]["lazy_load_members"], true);
         assert_eq!(filter["presence"]["not_types"][0], "*");
+    }
+
+    #[test]
+    fn partition_covers_every_member_once() {
+        assert_eq!(partition(10, 3), [0..4, 4..7, 7..10]);
+        assert_eq!(partition(1000, 2), [0..500, 500..1000]);
+        assert_eq!(partition(3, 1).first(), Some(&(0..3)));
+        assert_eq!(partition(3, 1).len(), 1);
+        assert_eq!(partition(3, 3), [0..1, 1..2, 2..3]);
+    }
+
+    #[test]
+    fn partition_clamps_parts() {
+        assert_eq!(partition(2, 5), [0..1, 1..2]);
+        assert_eq!(partition(4, 0).first(), Some(&(0..4)));
+        assert_eq!(partition(4, 0).len(), 1);
+        assert_eq!(partition(0, 2).first(), Some(&(0..0)));
+        assert_eq!(partition(0, 2).len(), 1);
     }
 }
