@@ -20,9 +20,31 @@ fn main() {
         }
     };
     init_logging(&config);
+    if cli.rotate_signing_key {
+        rotate_signing_key(&config);
+        return;
+    }
     if let Err(error) = server::run(config) {
         tracing::error!(%error, "server failed");
         std::process::exit(1);
+    }
+}
+
+fn rotate_signing_key(config: &config::Config) {
+    let now_ms = eltrix::shard::now_millis();
+    let rotated = std::fs::create_dir_all(&config.data_dir)
+        .and_then(|()| eltrix::room::keys::rotate(&config.data_dir, now_ms));
+    match rotated {
+        Ok((old_id, new_id)) => {
+            println!("signing key {new_id} replaces {old_id}, now listed in old_verify_keys");
+        }
+        Err(error) => {
+            eprintln!(
+                "eltrix: failed to rotate the signing key in {}: {error}",
+                config.data_dir.display()
+            );
+            std::process::exit(1);
+        }
     }
 }
 

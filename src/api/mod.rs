@@ -6,5 +6,6 @@ mod dispatch;
 pub mod error;
 pub mod request;
 pub mod router;
+mod server_keys;
 
 pub use dispatch::serve;

@@ -10,6 +10,7 @@ use super::error::MatrixError;
 pub enum Route {
     Versions,
     WellKnownClient,
+    ServerKeys,
     Health,
     HealthLive,
     HealthReady,
@@ -71,6 +72,7 @@ impl Route {
             self,
             Self::Versions
                 | Self::WellKnownClient
+                | Self::ServerKeys
                 | Self::Health
                 | Self::HealthLive
                 | Self::HealthReady
@@ -93,6 +95,7 @@ impl Route {
         match self {
             Self::Versions => "/_matrix/client/versions",
             Self::WellKnownClient => "/.well-known/matrix/client",
+            Self::ServerKeys => "/_matrix/key/v2/server",
             Self::Health => "/health",
             Self::HealthLive => "/health/live",
             Self::HealthReady => "/health/ready",
@@ -166,6 +169,10 @@ pub fn resolve(method: &str, path: &str) -> Result<Route, MatrixError> {
     let (route, allowed) = match parts.as_slice() {
         ["_matrix", "client", "versions"] => (Some(Route::Versions), &["GET"][..]),
         [".well-known", "matrix", "client"] => (Some(Route::WellKnownClient), &["GET"][..]),
+        // The form with a key ID is deprecated; servers return every key.
+        ["_matrix", "key", "v2", "server"] | ["_matrix", "key", "v2", "server", _] => {
+            (Some(Route::ServerKeys), &["GET"][..])
+        }
         ["health"] => (Some(Route::Health), &["GET"][..]),
         ["health", "live"] => (Some(Route::HealthLive), &["GET"][..]),
         ["health", "ready"] => (Some(Route::HealthReady), &["GET"][..]),

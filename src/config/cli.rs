@@ -54,6 +54,10 @@ pub struct Cli {
     /// Write logs as JSON lines [default: false].
     #[arg(long, env = "ELTRIX_LOG_JSON")]
     pub log_json: Option<bool>,
+    /// Replace the signing key in the data directory with a new one, list the
+    /// old key in old_verify_keys, and exit. Restart the server afterwards.
+    #[arg(long)]
+    pub rotate_signing_key: bool,
 }
 
 impl Cli {

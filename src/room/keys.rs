@@ -1,17 +1,35 @@
-//! The server's ed25519 signing key, kept in `<data_dir>/signing.key`.
+//! The server's ed25519 signing key, kept in `<data_dir>/signing.key`, and
+//! the public halves of the keys it replaced, kept in
+//! `<data_dir>/old_signing_keys`.
 //!
-//! The file contains the key ID version and the PKCS#8 document in base64, on
-//! one line: `ed25519 <version> <base64>`, the layout Synapse also uses.
+//! `signing.key` contains the key ID version and the PKCS#8 document in
+//! base64 on one line, `ed25519 <version> <base64>`, the layout Synapse also
+//! uses. Each line of `old_signing_keys` is `ed25519:<version> <public key in
+//! unpadded base64> <expiry in milliseconds since the epoch>`.
 
 use std::{fs, io, path::Path};
 
 use base64::Engine as _;
 use ruma::signatures::Ed25519KeyPair;
 
-/// The signing key and its public half.
+const KEY_FILE: &str = "signing.key";
+const OLD_KEYS_FILE: &str = "old_signing_keys";
+
+/// The signing key, its public half, and the keys it replaced.
 pub struct SigningKey {
     pub pair: Ed25519KeyPair,
     pub public_base64: String,
+    pub old_keys: Vec<OldKey>,
+}
+
+/// A replaced key, listed in `old_verify_keys` so that other servers can
+/// still check what it signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OldKey {
+    /// `ed25519:<version>`.
+    pub key_id: String,
+    pub public_base64: String,
+    pub expired_ts: u64,
 }
 
 impl SigningKey {
@@ -19,39 +37,187 @@ impl SigningKey {
     ///
     /// # Errors
     ///
-    /// Returns an error if the file cannot be read or written or is invalid.
+    /// Returns an error if a key file cannot be read or written or is invalid.
     pub fn load_or_create(dir: &Path) -> io::Result<Self> {
-        let path = dir.join("signing.key");
+        let path = dir.join(KEY_FILE);
         if !path.exists() {
             tracing::info!(path = %path.display(), "creating the server signing key");
-            let document = Ed25519KeyPair::generate();
-            let version = crate::auth::token::random_id(6).to_lowercase();
-            let encoded = base64::engine::general_purpose::STANDARD.encode(document.as_slice());
-            let tmp = dir.join("signing.key.tmp");
-            fs::write(&tmp, format!("ed25519 a_{version} {encoded}\n"))?;
-            fs::File::open(&tmp)?.sync_all()?;
-            fs::rename(&tmp, &path)?;
+            write_new_key(dir)?;
         }
-        let text = fs::read_to_string(&path)?;
-        let mut parts = text.split_whitespace();
-        let (Some("ed25519"), Some(version), Some(encoded)) =
-            (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(io::Error::other(format!(
-                "invalid signing key file {}",
-                path.display()
-            )));
-        };
-        let document = base64::engine::general_purpose::STANDARD
-            .decode(encoded)
-            .map_err(io::Error::other)?;
-        let pair =
-            Ed25519KeyPair::from_der(&document, version.to_owned()).map_err(io::Error::other)?;
-        let public_base64 =
-            base64::engine::general_purpose::STANDARD_NO_PAD.encode(pair.public_key());
+        let pair = read_pair(&path)?;
         Ok(Self {
+            public_base64: public_base64(&pair),
             pair,
-            public_base64,
+            old_keys: read_old_keys(dir)?,
         })
+    }
+
+    /// Returns the key ID, `ed25519:<version>`.
+    #[must_use]
+    pub fn key_id(&self) -> String {
+        format!("ed25519:{}", self.pair.version())
+    }
+}
+
+/// Replaces the signing key in `dir` with a new one and lists the old
+/// public key in `old_signing_keys`, expired at `now_ms`. A running server
+/// keeps signing with the key it loaded until it restarts.
+///
+/// # Errors
+///
+/// Returns an error if the key files cannot be read or written.
+pub fn rotate(dir: &Path, now_ms: u64) -> io::Result<(String, String)> {
+    let current = SigningKey::load_or_create(dir)?;
+    let old = OldKey {
+        key_id: current.key_id(),
+        public_base64: current.public_base64.clone(),
+        expired_ts: now_ms,
+    };
+    let mut old_keys = current.old_keys;
+    old_keys.retain(|key| key.key_id != old.key_id);
+    old_keys.push(old.clone());
+    let lines: String = old_keys
+        .iter()
+        .map(|key| format!("{} {} {}\n", key.key_id, key.public_base64, key.expired_ts))
+        .collect();
+    // The old key is listed before the new key replaces it, so a crash in
+    // between leaves the current key in both files and loses nothing.
+    write_atomically(dir, OLD_KEYS_FILE, &lines)?;
+    write_new_key(dir)?;
+    let new = SigningKey::load_or_create(dir)?;
+    Ok((old.key_id, new.key_id()))
+}
+
+fn write_new_key(dir: &Path) -> io::Result<()> {
+    let document = Ed25519KeyPair::generate();
+    let version = crate::auth::token::random_id(6).to_lowercase();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(document.as_slice());
+    write_atomically(dir, KEY_FILE, &format!("ed25519 a_{version} {encoded}\n"))
+}
+
+fn write_atomically(dir: &Path, name: &str, text: &str) -> io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    fs::write(&tmp, text)?;
+    fs::File::open(&tmp)?.sync_all()?;
+    fs::rename(&tmp, dir.join(name))?;
+    fs::File::open(dir)?.sync_all()
+}
+
+fn read_pair(path: &Path) -> io::Result<Ed25519KeyPair> {
+    let text = fs::read_to_string(path)?;
+    let mut parts = text.split_whitespace();
+    let (Some("ed25519"), Some(version), Some(encoded)) =
+        (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(io::Error::other(format!(
+            "invalid signing key file {}",
+            path.display()
+        )));
+    };
+    let document = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(io::Error::other)?;
+    Ed25519KeyPair::from_der(&document, version.to_owned()).map_err(io::Error::other)
+}
+
+fn public_base64(pair: &Ed25519KeyPair) -> String {
+    base64::engine::general_purpose::STANDARD_NO_PAD.encode(pair.public_key())
+}
+
+fn read_old_keys(dir: &Path) -> io::Result<Vec<OldKey>> {
+    let path = dir.join(OLD_KEYS_FILE);
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(error),
+    };
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            let invalid = || {
+                io::Error::other(format!(
+                    "invalid line in {}: {line:?}; expected `ed25519:<version> <public key> <expiry ms>`",
+                    path.display()
+                ))
+            };
+            let mut parts = line.split_whitespace();
+            let (Some(key_id), Some(public), Some(expired)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(invalid());
+            };
+            if !key_id.starts_with("ed25519:") {
+                return Err(invalid());
+            }
+            Ok(OldKey {
+                key_id: key_id.to_owned(),
+                public_base64: public.to_owned(),
+                expired_ts: expired.parse().map_err(|_| invalid())?,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh directory under the system temporary directory, removed on drop.
+    struct TempDir(std::path::PathBuf);
+
+    impl TempDir {
+        fn new() -> Self {
+            let name = format!("eltrix-keys-{}", crate::auth::token::random_id(8));
+            let path = std::env::temp_dir().join(name);
+            fs::create_dir_all(&path).unwrap();
+            Self(path)
+        }
+
+        fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn rotation_moves_key_to_old_keys() {
+        let dir = TempDir::new();
+        let first = SigningKey::load_or_create(dir.path()).unwrap();
+        let (old_id, new_id) = rotate(dir.path(), 1_000).unwrap();
+        let second = SigningKey::load_or_create(dir.path()).unwrap();
+
+        assert_eq!(old_id, first.key_id());
+        assert_eq!(new_id, second.key_id());
+        assert_ne!(second.public_base64, first.public_base64);
+        assert_eq!(
+            second.old_keys,
+            vec![OldKey {
+                key_id: first.key_id(),
+                public_base64: first.public_base64,
+                expired_ts: 1_000,
+            }]
+        );
+    }
+
+    #[test]
+    fn key_survives_reload() {
+        let dir = TempDir::new();
+        let first = SigningKey::load_or_create(dir.path()).unwrap();
+        let again = SigningKey::load_or_create(dir.path()).unwrap();
+        assert_eq!(first.key_id(), again.key_id());
+        assert_eq!(first.public_base64, again.public_base64);
+        assert!(again.old_keys.is_empty());
+    }
+
+    #[test]
+    fn invalid_old_key_line_is_an_error() {
+        let dir = TempDir::new();
+        fs::write(dir.path().join(OLD_KEYS_FILE), "not a key line\n").unwrap();
+        assert!(read_old_keys(dir.path()).is_err());
     }
 }

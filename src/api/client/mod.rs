@@ -30,6 +30,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &ApiRequest) -> ApiResult<Value>
     match &request.route {
         Route::Versions => Ok(discovery::versions()),
         Route::WellKnownClient => Ok(discovery::well_known(shard)),
+        Route::ServerKeys => super::server_keys::server_keys(shard),
         Route::Health => Ok(discovery::health()),
         Route::HealthLive => Ok(discovery::live()),
         Route::HealthReady => discovery::ready(shard),
