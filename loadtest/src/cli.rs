@@ -15,6 +15,9 @@ use crate::{
     target,
 };
 
+/// Event-loop threads of `send` when --poll-threads is not given.
+const DEFAULT_POLL_THREADS: u32 = 2;
+
 /// Load generator for Matrix homeservers, using the Client-Server API only.
 ///
 /// Every run is bounded in requests and in time, and stops by itself.
@@ -107,11 +110,16 @@ pub struct SendArgs {
     /// Number of public rooms that the first user creates and every other user joins.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub rooms: u32,
-    /// Number of worker threads, each with its own keep-alive connection and
-    /// one request in flight. Worker N sends as user N mod --users. Setup
-    /// uses as many parallel connections.
+    /// Number of senders, each with its own keep-alive connection and one
+    /// request in flight. Sender N sends as user N mod --users. Setup uses as
+    /// many parallel connections.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub concurrency: u32,
+    /// Number of threads that run the senders, each with one event loop
+    /// (epoll) over its share of the senders' connections. At most
+    /// --concurrency. Defaults to 2, or to 1 when --concurrency is 1.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub poll_threads: Option<u32>,
     /// Stop after this many sends in total, successful or not.
     #[arg(
         long,
@@ -122,8 +130,8 @@ pub struct SendArgs {
     /// Stop sending after this many seconds, even if --messages is not reached.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub duration: u64,
-    /// Sends per second over all workers, on a fixed schedule; latency is
-    /// measured from each send's due time. Without it, workers send
+    /// Sends per second over all senders, on a fixed schedule; latency is
+    /// measured from each send's due time. Without it, senders send
     /// closed-loop.
     #[arg(long, value_parser = parse_rate)]
     pub rate: Option<f64>,
@@ -306,15 +314,27 @@ impl TargetArgs {
 }
 
 impl SendArgs {
-    pub fn config(&self) -> SendConfig {
-        SendConfig {
+    /// Builds the settings; fails when --poll-threads exceeds --concurrency.
+    pub fn config(&self) -> Result<SendConfig, String> {
+        let poll_threads = match self.poll_threads {
+            Some(threads) if threads > self.concurrency => {
+                return Err(format!(
+                    "invalid --poll-threads {threads}: expected at most --concurrency ({})",
+                    self.concurrency
+                ));
+            }
+            Some(threads) => threads,
+            None => DEFAULT_POLL_THREADS.min(self.concurrency),
+        };
+        Ok(SendConfig {
             users: self.users,
             rooms: self.rooms,
             concurrency: self.concurrency,
+            poll_threads,
             messages: self.messages,
             duration: Duration::from_secs(self.duration),
             rate: self.rate,
-        }
+        })
     }
 }
 
@@ -479,7 +499,44 @@ mod tests {
         else {
             panic!("send did not parse");
         };
-        assert_eq!(args.config().rate, None);
-        assert_eq!(args.config().messages, 1000);
+        let config = args.config().unwrap();
+        assert_eq!(config.rate, None);
+        assert_eq!(config.messages, 1000);
+    }
+
+    fn send_args(extra: &[&str]) -> super::SendArgs {
+        let base = ["eltrix-loadtest", "send", "--url", "http://127.0.0.1:1"];
+        let argv = base.iter().chain(extra).copied();
+        match Cli::try_parse_from(argv) {
+            Ok(Cli {
+                scenario: Scenario::Send(args),
+            }) => args,
+            other => panic!("send {extra:?} did not parse: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn send_poll_threads_default_and_bounds() {
+        assert_eq!(send_args(&[]).config().unwrap().poll_threads, 2);
+        let single = send_args(&["--concurrency", "1"]);
+        assert_eq!(single.config().unwrap().poll_threads, 1);
+        let one = send_args(&["--concurrency", "3", "--poll-threads", "1"]);
+        assert_eq!(one.config().unwrap().poll_threads, 1);
+        let all = send_args(&["--concurrency", "3", "--poll-threads", "3"]);
+        assert_eq!(all.config().unwrap().poll_threads, 3);
+
+        let too_many = send_args(&["--concurrency", "3", "--poll-threads", "4"]);
+        let error = too_many.config().unwrap_err();
+        assert!(error.contains("--poll-threads 4"), "{error}");
+        assert!(error.contains("--concurrency (3)"), "{error}");
+        let zero = [
+            "eltrix-loadtest",
+            "send",
+            "--url",
+            "http://[::1]:1",
+            "--poll-threads",
+            "0",
+        ];
+        assert!(Cli::try_parse_from(zero).is_err());
     }
 }

@@ -42,7 +42,7 @@ fn run(scenario: &Scenario) -> Result<ExitCode, String> {
         Scenario::Send(args) => {
             let ctx = args.target.context(&args.accounts)?;
             (
-                scenario::send::run(&ctx, &args.config())?,
+                scenario::send::run(&ctx, &args.config()?)?,
                 &args.target.json,
             )
         }

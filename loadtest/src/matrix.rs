@@ -357,14 +357,10 @@ impl Client {
         txn_id: &str,
         text: &str,
     ) -> Result<String, ApiError> {
-        let endpoint = format!(
-            "/rooms/{}/send/m.room.message/{}",
-            encode_path_segment(room_id),
-            encode_path_segment(txn_id)
-        );
-        let body = json!({ "msgtype": "m.text", "body": text });
-        let response = self.call_ok("PUT", &endpoint, Some(token), &body)?;
-        string_field(&response, "event_id")
+        let deadline = Instant::now() + self.timeout;
+        let path = send_message_path("", room_id, txn_id);
+        let response = self.send("PUT", &path, Some(token), &text_message(text), deadline)?;
+        send_event_id(&response)
     }
 
     /// `GET /_matrix/client/v3/sync`. The HTTP request may take the sync
@@ -408,6 +404,40 @@ impl Client {
             .map(Vec::len)
             .ok_or_else(|| ApiError::InvalidBody("missing array field \"chunk\"".into()))
     }
+}
+
+/// Builds the path of `PUT …/rooms/{roomId}/send/m.room.message/{txnId}`
+/// under `base_path`, the URL's path prefix.
+pub fn send_message_path(base_path: &str, room_id: &str, txn_id: &str) -> String {
+    format!(
+        "{base_path}{CLIENT_V3}/rooms/{}/send/m.room.message/{}",
+        encode_path_segment(room_id),
+        encode_path_segment(txn_id)
+    )
+}
+
+/// Encodes the JSON content of an `m.text` message with body `text`.
+pub fn text_message(text: &str) -> Vec<u8> {
+    json!({ "msgtype": "m.text", "body": text })
+        .to_string()
+        .into_bytes()
+}
+
+/// The part of a send response that the load test reads.
+#[derive(Deserialize)]
+struct SendResponse {
+    event_id: String,
+}
+
+/// Returns the event ID of a 2xx send response, or the error that a non-2xx
+/// response carries.
+pub fn send_event_id(response: &Response) -> Result<String, ApiError> {
+    if !(200..300).contains(&response.status) {
+        return Err(status_error(response.status, &response.body));
+    }
+    serde_json::from_slice::<SendResponse>(&response.body)
+        .map(|sent| sent.event_id)
+        .map_err(|error| ApiError::InvalidBody(error.to_string()))
 }
 
 /// Builds the path and query of a `/sync` request under `base_path`, the
@@ -468,9 +498,18 @@ mod tests {
     use serde_json::json;
 
     use super::{
-        ApiError, SyncRequest, encode_path_segment, joined_room_count, next_batch, status_error,
-        sync_path, sync_query,
+        ApiError, SyncRequest, encode_path_segment, joined_room_count, next_batch, send_event_id,
+        send_message_path, status_error, sync_path, sync_query, text_message,
     };
+    use crate::http::Response;
+
+    fn response(status: u16, body: &[u8]) -> Response {
+        Response {
+            status,
+            body: body.to_vec(),
+            keep_alive: true,
+        }
+    }
 
     #[test]
     fn room_id_is_percent_encoded() {
@@ -576,5 +615,56 @@ mod tests {
         let sync = json!({"next_batch": "s1"});
         assert_eq!(joined_room_count(&sync), 0);
         assert!(next_batch(&json!({})).is_err());
+    }
+
+    #[test]
+    fn send_path_encodes_room_and_txn() {
+        assert_eq!(
+            send_message_path("/base", "!r:x", "17-3"),
+            "/base/_matrix/client/v3/rooms/%21r%3Ax/send/m.room.message/17-3"
+        );
+    }
+
+    #[test]
+    fn text_message_is_m_text() {
+        let content: serde_json::Value = serde_json::from_slice(&text_message("hi")).unwrap();
+        assert_eq!(content, json!({ "msgtype": "m.text", "body": "hi" }));
+    }
+
+    #[test]
+    fn send_event_id_reads_event_id() {
+        let ok = response(200, br#"{"event_id":"$e1:x","extra":[1]}"#);
+        assert_eq!(send_event_id(&ok).unwrap(), "$e1:x");
+    }
+
+    #[test]
+    fn send_event_id_rejects_missing_field() {
+        for body in [
+            &br#"{"room_id":"!r"}"#[..],
+            br#"{"event_id":7}"#,
+            b"not json",
+        ] {
+            let error = send_event_id(&response(200, body)).unwrap_err();
+            assert!(matches!(error, ApiError::InvalidBody(_)), "{error}");
+            assert_eq!(error.label(), "invalid response body");
+        }
+    }
+
+    #[test]
+    fn send_event_id_maps_status_errors() {
+        let limited = response(
+            429,
+            br#"{"errcode":"M_LIMIT_EXCEEDED","error":"slow","retry_after_ms":50}"#,
+        );
+        let error = send_event_id(&limited).unwrap_err();
+        assert_eq!(error.label(), "M_LIMIT_EXCEEDED");
+        assert!(matches!(
+            error,
+            ApiError::Status {
+                status: 429,
+                retry_after_ms: Some(50),
+                ..
+            }
+        ));
     }
 }

@@ -98,6 +98,17 @@ pub struct Slot {
     pub start_lag: Option<Duration>,
 }
 
+/// The next step of a worker, as [`Pacer::poll_slot`] returns it.
+#[derive(Debug, Clone, Copy)]
+pub enum NextSlot {
+    /// Send this request now.
+    Ready(Slot),
+    /// The worker's next request is due at this time, so poll again then.
+    DueAt(Instant),
+    /// The worker sends nothing more.
+    Done,
+}
+
 /// The sequence of requests of one worker, ending at the request limit or
 /// the deadline.
 #[derive(Debug)]
@@ -109,6 +120,10 @@ pub struct Pacer<'a> {
     limit: u64,
     deadline: Instant,
     missed: u64,
+    /// Whether the next open-loop request was returned as
+    /// [`NextSlot::DueAt`]. The worker then starts it even when it wakes
+    /// after the deadline, because the request fell due before it.
+    waiting: bool,
 }
 
 impl<'a> Pacer<'a> {
@@ -122,50 +137,69 @@ impl<'a> Pacer<'a> {
             limit,
             deadline,
             missed: 0,
+            waiting: false,
         }
     }
 
     /// Waits until the next request is due and returns it, or returns
     /// `None` when the worker is done.
     pub fn next_slot(&mut self) -> Option<Slot> {
-        match self.pacing {
-            Pacing::Closed { next_index } => {
-                if Instant::now() >= self.deadline {
-                    return None;
-                }
-                let index = next_index.fetch_add(1, Ordering::Relaxed);
-                (index < self.limit).then(|| Slot {
-                    index,
-                    origin: Instant::now(),
-                    start_lag: None,
-                })
+        loop {
+            let now = Instant::now();
+            match self.poll_slot(now) {
+                NextSlot::Ready(slot) => return Some(slot),
+                NextSlot::DueAt(due) => thread::sleep(due.saturating_duration_since(now)),
+                NextSlot::Done => return None,
             }
-            Pacing::Open { schedule, workers } => self.next_open_slot(schedule, *workers),
         }
     }
 
-    fn next_open_slot(&mut self, schedule: &Schedule, workers: u64) -> Option<Slot> {
+    /// Returns the request to send at `now`, the due time of the next one,
+    /// or that the worker is done. It does not sleep, so an event loop can
+    /// wait for the due time among its other work.
+    pub fn poll_slot(&mut self, now: Instant) -> NextSlot {
+        match self.pacing {
+            Pacing::Closed { next_index } => {
+                if now >= self.deadline {
+                    return NextSlot::Done;
+                }
+                let index = next_index.fetch_add(1, Ordering::Relaxed);
+                if index >= self.limit {
+                    return NextSlot::Done;
+                }
+                NextSlot::Ready(Slot {
+                    index,
+                    origin: now,
+                    start_lag: None,
+                })
+            }
+            Pacing::Open { schedule, workers } => self.poll_open_slot(schedule, *workers, now),
+        }
+    }
+
+    fn poll_open_slot(&mut self, schedule: &Schedule, workers: u64, now: Instant) -> NextSlot {
         let index = self.worker + self.started * workers;
         if index >= self.limit {
-            return None;
+            return NextSlot::Done;
         }
         let due = schedule.due(index);
         if due >= self.deadline {
-            return None;
+            return NextSlot::Done;
         }
-        let now = Instant::now();
-        if now >= self.deadline {
+        if now >= self.deadline && !self.waiting {
             self.missed = self.count_missed(schedule, workers);
-            return None;
+            return NextSlot::Done;
         }
         if due > now {
-            thread::sleep(due - now);
+            self.waiting = true;
+            return NextSlot::DueAt(due);
         }
+        self.waiting = false;
         self.started += 1;
-        Some(Slot {
+        NextSlot::Ready(Slot {
             index,
             origin: due,
-            start_lag: Some(Instant::now().saturating_duration_since(due)),
+            start_lag: Some(now.saturating_duration_since(due)),
         })
     }
 
@@ -187,7 +221,7 @@ impl<'a> Pacer<'a> {
 mod tests {
     use std::time::{Duration, Instant};
 
-    use super::{Pacer, Pacing, Schedule, due_before, due_offset, owned_below};
+    use super::{NextSlot, Pacer, Pacing, Schedule, due_before, due_offset, owned_below};
 
     #[test]
     fn due_times_are_evenly_spaced() {
@@ -269,5 +303,72 @@ mod tests {
         let pacing = Pacing::new(None, Instant::now(), 1);
         let mut pacer = Pacer::new(&pacing, 0, 100, Instant::now());
         assert!(pacer.next_slot().is_none());
+    }
+
+    #[test]
+    fn open_poll_waits_for_due_time() {
+        let start = Instant::now();
+        let pacing = Pacing::new(Some(10.0), start, 2);
+        let deadline = start + Duration::from_secs(60);
+        let mut pacer = Pacer::new(&pacing, 1, 100, deadline);
+        // Worker 1 owns request 1, due 100 ms after the start.
+        let due = start + Duration::from_millis(100);
+        assert!(matches!(pacer.poll_slot(start), NextSlot::DueAt(at) if at == due));
+
+        let late = due + Duration::from_millis(3);
+        let NextSlot::Ready(slot) = pacer.poll_slot(late) else {
+            panic!("request 1 was not ready at its due time");
+        };
+        assert_eq!(slot.index, 1);
+        assert_eq!(slot.origin, due);
+        assert_eq!(slot.start_lag, Some(Duration::from_millis(3)));
+        // Request 3 is next, due at 300 ms.
+        let next_due = start + Duration::from_millis(300);
+        assert!(matches!(pacer.poll_slot(late), NextSlot::DueAt(at) if at == next_due));
+    }
+
+    #[test]
+    fn open_poll_starts_awaited_request_after_deadline() {
+        let start = Instant::now();
+        let pacing = Pacing::new(Some(10.0), start, 1);
+        let deadline = start + Duration::from_millis(150);
+        let mut pacer = Pacer::new(&pacing, 0, 100, deadline);
+        assert!(matches!(pacer.poll_slot(start), NextSlot::Ready(slot) if slot.index == 0));
+        assert!(matches!(pacer.poll_slot(start), NextSlot::DueAt(_)));
+
+        // The wakeup for request 1 (due at 100 ms) comes after the deadline,
+        // and the request still starts because it fell due before it.
+        let woken = start + Duration::from_millis(160);
+        assert!(matches!(pacer.poll_slot(woken), NextSlot::Ready(slot) if slot.index == 1));
+        // Request 2 is due at 200 ms, after the deadline.
+        assert!(matches!(pacer.poll_slot(woken), NextSlot::Done));
+        assert_eq!(pacer.missed(), 0);
+    }
+
+    #[test]
+    fn open_poll_counts_missed_slots_at_deadline() {
+        let start = Instant::now();
+        let pacing = Pacing::new(Some(10.0), start, 1);
+        let deadline = start + Duration::from_secs(1);
+        let mut pacer = Pacer::new(&pacing, 0, 100, deadline);
+        assert!(matches!(pacer.poll_slot(start), NextSlot::Ready(_)));
+        // A request that took past the deadline leaves requests 1..=9 unsent.
+        let late = deadline + Duration::from_millis(1);
+        assert!(matches!(pacer.poll_slot(late), NextSlot::Done));
+        assert_eq!(pacer.missed(), 9);
+    }
+
+    #[test]
+    fn closed_poll_starts_at_poll_time() {
+        let start = Instant::now();
+        let pacing = Pacing::new(None, start, 1);
+        let deadline = start + Duration::from_secs(1);
+        let mut pacer = Pacer::new(&pacing, 0, 2, deadline);
+        let at = start + Duration::from_millis(5);
+        let NextSlot::Ready(slot) = pacer.poll_slot(at) else {
+            panic!("closed-loop request 0 was not ready");
+        };
+        assert_eq!(slot.origin, at);
+        assert!(matches!(pacer.poll_slot(deadline), NextSlot::Done));
     }
 }

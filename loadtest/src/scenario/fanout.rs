@@ -9,7 +9,6 @@
 mod member;
 
 use std::{
-    ops::Range,
     sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     thread,
     time::{Duration, Instant},
@@ -24,7 +23,7 @@ use crate::{
     pacing::{Pacer, Pacing},
     progress::Progress,
     report::{Report, ReportHeader, StopReason},
-    scenario::{merge_tallies, pause_after, run_threads},
+    scenario::{merge_tallies, partition, pause_after, run_threads},
     setup::{self, Context, World},
     tally::{Recorder, Tally},
 };
@@ -296,22 +295,6 @@ pub fn member_filter(room_id: &str, timeline_limit: u32) -> Value {
     })
 }
 
-/// Splits `0..count` into `parts` contiguous ranges whose lengths differ by
-/// at most one. `parts` is clamped to `1..=count`.
-fn partition(count: usize, parts: usize) -> Vec<Range<usize>> {
-    let parts = parts.clamp(1, count.max(1));
-    let (base, extra) = (count / parts, count % parts);
-    let mut start = 0;
-    (0..parts)
-        .map(|part| {
-            let len = base + usize::from(part < extra);
-            let range = start..start + len;
-            start += len;
-            range
-        })
-        .collect()
-}
-
 fn micros(duration: Duration) -> u64 {
     u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }
@@ -367,7 +350,7 @@ fn run_sender(ctx: &Context, shared: &Shared<'_>) -> Outcome {
 
 #[cfg(test)]
 mod tests {
-    use super::{member_filter, partition};
+    use super::member_filter;
 
     #[test]
     fn member_filter_limits_room_and_timeline() {
@@ -376,23 +359,5 @@ mod tests {
         assert_eq!(filter["room"]["timeline"]["limit"], 50);
         assert_eq!(filter["room"]["state"]["lazy_load_members"], true);
         assert_eq!(filter["presence"]["not_types"][0], "*");
-    }
-
-    #[test]
-    fn partition_covers_every_member_once() {
-        assert_eq!(partition(10, 3), [0..4, 4..7, 7..10]);
-        assert_eq!(partition(1000, 2), [0..500, 500..1000]);
-        assert_eq!(partition(3, 1).first(), Some(&(0..3)));
-        assert_eq!(partition(3, 1).len(), 1);
-        assert_eq!(partition(3, 3), [0..1, 1..2, 2..3]);
-    }
-
-    #[test]
-    fn partition_clamps_parts() {
-        assert_eq!(partition(2, 5), [0..1, 1..2]);
-        assert_eq!(partition(4, 0).first(), Some(&(0..4)));
-        assert_eq!(partition(4, 0).len(), 1);
-        assert_eq!(partition(0, 2).first(), Some(&(0..0)));
-        assert_eq!(partition(0, 2).len(), 1);
     }
 }

@@ -1,19 +1,22 @@
 //! The `send` scenario: register users, create and join rooms, then send
-//! `m.room.message` events from worker threads, closed-loop or at a fixed
-//! `--rate`.
+//! `m.room.message` events from `--concurrency` senders, closed-loop or at
+//! a fixed `--rate`. `--poll-threads` threads each run one event loop over
+//! their share of the senders, which [`sender`] drives.
+
+mod sender;
 
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use self::sender::{Plan, run_senders};
 use crate::{
-    pacing::{Pacer, Pacing},
+    pacing::Pacing,
     progress::Progress,
     report::{Report, ReportHeader, StopReason},
-    rng::pick_room,
-    scenario::{merge_tallies, pause_after, run_threads},
+    scenario::{merge_tallies, partition, run_threads},
     setup::{self, Context, World},
-    tally::{Recorder, Tally},
+    tally::Tally,
 };
 
 /// Settings of one `send` run, already validated.
@@ -21,10 +24,13 @@ use crate::{
 pub struct SendConfig {
     pub users: u32,
     pub rooms: u32,
+    /// Number of senders, each with one request in flight.
     pub concurrency: u32,
+    /// Threads that run the senders, from 1 to `concurrency`.
+    pub poll_threads: u32,
     pub messages: u64,
     pub duration: Duration,
-    /// Sends per second over all workers; `None` for closed loop.
+    /// Sends per second over all senders; `None` for closed loop.
     pub rate: Option<f64>,
 }
 
@@ -46,6 +52,7 @@ pub fn run(ctx: &Context, config: &SendConfig) -> Result<Report, String> {
             "users": config.users,
             "rooms": config.rooms,
             "concurrency": config.concurrency,
+            "poll_threads": config.poll_threads,
             "messages": config.messages,
             "duration_s": config.duration.as_secs(),
             "rate": config.rate,
@@ -71,6 +78,8 @@ fn create_world(ctx: &Context, config: &SendConfig) -> Result<World, String> {
     Ok(World { users, rooms })
 }
 
+/// Runs the send phase on `poll_threads` threads and returns the merged
+/// tally and the phase's duration.
 fn send_messages(
     ctx: &Context,
     config: &SendConfig,
@@ -78,35 +87,23 @@ fn send_messages(
 ) -> Result<(Tally, Duration), String> {
     let start = Instant::now();
     let pacing = Pacing::new(config.rate, start, u64::from(config.concurrency));
-    let deadline = start + config.duration;
-    // Transaction IDs must differ from those of earlier runs that reused the
-    // same access tokens, or the server would return the earlier events.
-    let run_id = setup::unix_millis();
     let progress = Progress::default();
-
-    let (tallies, elapsed) =
-        run_threads("send", config.concurrency as usize, &progress, |worker| {
-            let mut pacer = Pacer::new(&pacing, worker as u64, config.messages, deadline);
-            let mut recorder = Recorder::new(&progress);
-            // Worker `w` sends as user `w mod users`.
-            let session = &world.users[worker % world.users.len()];
-            let mut client = ctx.client();
-            while let Some(slot) = pacer.next_slot() {
-                recorder.start_lag(slot.start_lag);
-                let room_id = &world.rooms[pick_room(ctx.seed, slot.index, world.rooms.len())];
-                let txn_id = format!("{run_id}-{}", slot.index);
-                let text = format!("loadtest message {}", slot.index);
-                match client.send_text(&session.access_token, room_id, &txn_id, &text) {
-                    Ok(_) => recorder.success("send", slot.origin.elapsed()),
-                    Err(error) => {
-                        recorder.failure("send", &error, room_id);
-                        pause_after(&error);
-                    }
-                }
-            }
-            let mut tally = recorder.finish();
-            tally.missed = pacer.missed();
-            tally
-        })?;
+    let plan = Plan {
+        ctx,
+        world,
+        pacing: &pacing,
+        messages: config.messages,
+        deadline: start + config.duration,
+        // Transaction IDs must differ from those of earlier runs that reused
+        // the same access tokens, or the server would return the earlier
+        // events.
+        run_id: setup::unix_millis(),
+        progress: &progress,
+    };
+    let groups = partition(config.concurrency as usize, config.poll_threads as usize);
+    let (tallies, elapsed) = run_threads("send", groups.len(), &progress, |index| {
+        run_senders(&plan, groups[index].clone())
+    })?;
+    let tallies = tallies.into_iter().collect::<Result<Vec<_>, String>>()?;
     Ok((merge_tallies(tallies), elapsed))
 }
