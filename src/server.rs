@@ -51,17 +51,16 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let (mesh, inboxes) = Mesh::<Shard>::new(nr_shards);
     let config = Arc::new(config);
     let mut parts = Vec::new();
-    let mut commit_threads = Vec::new();
-    let mut committers = Vec::new();
+    // The embedded store has one journal, and fjall holds the journal's lock
+    // through each sync, so one commit thread groups the writes of every
+    // shard into one sync instead of shards queueing behind each other's.
+    let (committer, commit_thread) = Committer::start(store.clone())?;
     for (id, inbox) in inboxes.into_iter().enumerate() {
-        let (committer, thread) = Committer::start(store.clone(), id)?;
-        commit_threads.push(thread);
-        committers.push(committer.clone());
         let shard = ShardParts {
             id,
             mesh: mesh.clone(),
             store: store.clone(),
-            committer,
+            committer: committer.clone(),
             config: config.clone(),
             key: key.clone(),
             passwords: PasswordWorker::start(id)?,
@@ -111,12 +110,8 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         let _ = executor.join();
     }
     drop(mesh);
-    for committer in &committers {
-        committer.stop();
-    }
-    for thread in commit_threads {
-        let _ = thread.join();
-    }
+    committer.stop();
+    let _ = commit_thread.join();
     store.persist()?;
     tracing::info!("shutdown complete");
     Ok(())

@@ -221,7 +221,7 @@ fn cross_shard_hop(c: &mut Criterion) {
 fn storage(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::open(dir.path()).expect("store opens");
-    let (committer, _thread) = Committer::start(store.clone(), 0).expect("commit thread");
+    let (committer, _thread) = Committer::start(store.clone()).expect("commit thread");
     let mut runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
         .enable_timer()
         .build()

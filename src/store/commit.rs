@@ -67,16 +67,16 @@ pub struct Committer {
 }
 
 impl Committer {
-    /// Starts the commit thread of shard `shard_id`.
+    /// Starts the commit thread of `store`.
     ///
     /// # Errors
     ///
     /// Returns the OS error if the thread cannot be spawned.
-    pub fn start(store: Store, shard_id: usize) -> std::io::Result<(Self, thread::JoinHandle<()>)> {
+    pub fn start(store: Store) -> std::io::Result<(Self, thread::JoinHandle<()>)> {
         let (queue, receiver) = mpsc::channel();
         let handle = thread::Builder::new()
-            .name(format!("commit-{shard_id}"))
-            .spawn(move || run(&store, &receiver, shard_id))?;
+            .name("commit".to_owned())
+            .spawn(move || run(&store, &receiver))?;
         Ok((Self { queue }, handle))
     }
 
@@ -109,7 +109,7 @@ impl Committer {
 /// Maximum batches folded into one sync.
 const MAX_GROUP: usize = 512;
 
-fn run(store: &Store, receiver: &mpsc::Receiver<Message>, shard_id: usize) {
+fn run(store: &Store, receiver: &mpsc::Receiver<Message>) {
     let mut stopping = false;
     while !stopping {
         let Ok(Message::Commit(first)) = receiver.recv() else {
@@ -128,7 +128,7 @@ fn run(store: &Store, receiver: &mpsc::Receiver<Message>, shard_id: usize) {
         }
         let result = write_group(store, &mut group);
         if let Err(error) = &result {
-            tracing::error!(shard_id, %error, batches = group.len(), "group commit failed");
+            tracing::error!(%error, batches = group.len(), "group commit failed");
         }
         for pending in group {
             if result.is_ok() {
@@ -141,7 +141,7 @@ fn run(store: &Store, receiver: &mpsc::Receiver<Message>, shard_id: usize) {
                 .send(result.clone().map_err(|e| e.to_string()));
         }
     }
-    tracing::debug!(shard_id, "commit thread stopped");
+    tracing::debug!("commit thread stopped");
 }
 
 fn write_group(store: &Store, group: &mut [Pending]) -> Result<(), String> {
