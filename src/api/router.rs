@@ -62,6 +62,7 @@ pub enum RoomAction {
     Event(String),
     Messages,
     Aliases,
+    Upgrade,
 }
 
 impl Route {
@@ -143,6 +144,7 @@ impl RoomAction {
             Self::Event(_) => "/_matrix/client/v3/rooms/{roomId}/event/{eventId}",
             Self::Messages => "/_matrix/client/v3/rooms/{roomId}/messages",
             Self::Aliases => "/_matrix/client/v3/rooms/{roomId}/aliases",
+            Self::Upgrade => "/_matrix/client/v3/rooms/{roomId}/upgrade",
         }
     }
 }
@@ -252,6 +254,7 @@ fn room_route(method: &str, parts: &[&str]) -> (Option<RoomAction>, &'static [&'
         ["event", event] => (Some(RoomAction::Event(owned(event))), &["GET"]),
         ["messages"] => (Some(RoomAction::Messages), &["GET"]),
         ["aliases"] => (Some(RoomAction::Aliases), &["GET"]),
+        ["upgrade"] => (Some(RoomAction::Upgrade), &["POST"]),
         _ => (None, &[]),
     }
 }

@@ -102,6 +102,16 @@ pub fn prepare(
     Ok((pdus, batch))
 }
 
+/// Checks that `draft` would be accepted as the next event of `room`,
+/// without applying or persisting it.
+///
+/// # Errors
+///
+/// Returns the build or authorization error that [`append`] would return.
+pub fn check(shard: &Shard, room: &Room, draft: &EventDraft) -> ApiResult<()> {
+    build_one(shard, room, draft).map(|_| ())
+}
+
 fn build_one(shard: &Shard, room: &Room, draft: &EventDraft) -> ApiResult<Arc<Pdu>> {
     if draft
         .state_key

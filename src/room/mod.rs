@@ -10,6 +10,8 @@ pub mod event_cache;
 pub mod history;
 pub mod keys;
 pub mod pdu;
+#[cfg(test)]
+mod signing_tests;
 pub mod state;
 pub mod validate;
 pub mod versions;

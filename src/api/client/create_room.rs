@@ -70,13 +70,58 @@ pub async fn create_room(shard: &Rc<Shard>, request: &ApiRequest) -> ApiResult<V
         super::membership::check_invitee(shard, invitee)?;
     }
 
+    let preset = preset_of(&body);
+    let extra_creators: &[OwnedUserId] = if preset == "trusted_private_chat" {
+        &invites
+    } else {
+        &[]
+    };
+    let spec = NewRoom {
+        sender: &sender,
+        version: &version,
+        creation_content: body.creation_content.clone(),
+        extra_creators,
+        alias_name: body.room_alias_name.as_deref(),
+        drafts: &|version_id, alias| {
+            initial_drafts(&sender, version_id, &body, &preset, alias, &invites)
+        },
+    };
+    let room_id = create(shard, &spec).await?;
+    tracing::info!(%room_id, version, "created room");
+    Ok(json!({ "room_id": room_id }))
+}
+
+/// What a new room is made of, for `createRoom` and room upgrades.
+pub struct NewRoom<'a> {
+    pub sender: &'a OwnedUserId,
+    pub version: &'a str,
+    /// Content of the create event besides the fields the version requires.
+    pub creation_content: Option<JsonMap<String, Value>>,
+    /// Users added to `additional_creators` where the version has them.
+    pub extra_creators: &'a [OwnedUserId],
+    /// Local alias to claim for the room.
+    pub alias_name: Option<&'a str>,
+    /// The events after the create event, given the version and the
+    /// claimed alias.
+    pub drafts: &'a DraftsFn<'a>,
+}
+
+/// Builds the events after the create event from the room version and the
+/// claimed alias.
+pub type DraftsFn<'a> = dyn Fn(&RoomVersionId, Option<&str>) -> ApiResult<Vec<EventDraft>> + 'a;
+
+/// Creates the room on its owning shard and returns its ID.
+///
+/// # Errors
+///
+/// `M_UNSUPPORTED_ROOM_VERSION`, `M_ROOM_IN_USE` for a taken alias, the
+/// first rejected event's error, or 500 when no free room ID is found.
+pub async fn create(shard: &Rc<Shard>, spec: &NewRoom<'_>) -> ApiResult<OwnedRoomId> {
+    versions::rules_for(spec.version)?;
     for _ in 0..MAX_ATTEMPTS {
         let created_ts = shard.next_create_millis();
-        match try_create(shard, &sender, &body, &version, &invites, created_ts).await {
-            Ok(room_id) => {
-                tracing::info!(%room_id, version, "created room");
-                return Ok(json!({ "room_id": room_id }));
-            }
+        match try_create(shard, spec, created_ts).await {
+            Ok(room_id) => return Ok(room_id),
             Err(Attempt::Taken) => {}
             Err(Attempt::Failed(error)) => return Err(error),
         }
@@ -101,41 +146,34 @@ impl From<MatrixError> for Attempt {
 
 async fn try_create(
     shard: &Rc<Shard>,
-    sender: &OwnedUserId,
-    body: &CreateRoomBody,
-    version: &str,
-    invites: &[OwnedUserId],
+    spec: &NewRoom<'_>,
     created_ts: u64,
 ) -> Result<OwnedRoomId, Attempt> {
-    let (version_id, rules) = versions::rules_for(version)?;
-    let preset = preset_of(body);
-    let extra_creators: &[OwnedUserId] = if preset == "trusted_private_chat" {
-        invites
-    } else {
-        &[]
-    };
+    let sender = spec.sender;
+    let (version_id, rules) = versions::rules_for(spec.version)?;
     let create = create_draft(
         sender,
         &version_id,
-        body.creation_content.clone(),
-        extra_creators,
+        spec.creation_content.clone(),
+        spec.extra_creators,
         created_ts,
     )?;
     let room_id = room_id_for(shard, sender, &version_id, &create, created_ts)?;
 
-    let alias = match &body.room_alias_name {
+    let alias = match spec.alias_name {
         Some(name) => Some(directory::claim_for_new_room(shard, name, &room_id, sender).await?),
         None => None,
     };
     let mut drafts = vec![create];
-    drafts.extend(initial_drafts(
-        sender,
-        &version_id,
-        body,
-        &preset,
-        alias.as_deref(),
-        invites,
-    )?);
+    match (spec.drafts)(&version_id, alias.as_deref()) {
+        Ok(rest) => drafts.extend(rest),
+        Err(error) => {
+            if let Some(alias) = alias {
+                directory::release(shard, &alias, &room_id).await;
+            }
+            return Err(Attempt::Failed(error));
+        }
+    }
 
     let owner = shard.owner(room_id.as_str());
     let (target, sender) = (room_id.clone(), sender.clone());

@@ -206,6 +206,48 @@ pub async fn release(shard: &Rc<Shard>, alias: &str, room_id: &OwnedRoomId) {
     }
 }
 
+/// Points every local alias of `old_room` at `new_room`, each on the shard
+/// that owns the alias.
+///
+/// # Errors
+///
+/// Returns a storage error; aliases moved before it stay moved.
+pub async fn move_aliases(
+    shard: &Rc<Shard>,
+    old_room: &OwnedRoomId,
+    new_room: &OwnedRoomId,
+) -> ApiResult<()> {
+    let aliases: Vec<String> = shard
+        .store
+        .scan_prefix(Map::RoomAliases, &keys::prefix(old_room.as_str()))?
+        .iter()
+        .map(|(key, _)| keys::last_part(key))
+        .collect();
+    for alias in aliases {
+        let (old_room, new_room) = (old_room.to_string(), new_room.to_string());
+        shard
+            .on_shard(shard.owner(&alias), move |shard| async move {
+                let Some(mut record) = shard
+                    .store
+                    .get_json::<AliasRecord>(Map::Aliases, alias.as_bytes())?
+                else {
+                    return Ok(());
+                };
+                let mut batch = WriteBatch::default();
+                batch.delete(Map::RoomAliases, keys::pair(&old_room, &alias));
+                if record.room_id == old_room {
+                    record.room_id.clone_from(&new_room);
+                    batch.put_json(Map::Aliases, alias.as_bytes().to_vec(), &record);
+                    batch.put(Map::RoomAliases, keys::pair(&new_room, &alias), Vec::new());
+                }
+                shard.committer.commit(batch).await?;
+                Ok::<(), MatrixError>(())
+            })
+            .await??;
+    }
+    Ok(())
+}
+
 /// `GET /_matrix/client/v3/rooms/{roomId}/aliases`, on the room's shard:
 /// for joined members, or anyone if the room is world readable.
 pub fn room_aliases(

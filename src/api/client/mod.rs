@@ -13,6 +13,7 @@ mod messages;
 mod register;
 mod send;
 mod state;
+mod upgrade;
 
 use std::rc::Rc;
 
@@ -81,6 +82,7 @@ async fn room(
         RoomAction::JoinedMembers => members::joined_members(shard, request, &room_id),
         RoomAction::Members => members::members(shard, request, &room_id),
         RoomAction::AllState => state::all_state(shard, request, &room_id),
+        RoomAction::Upgrade => upgrade::upgrade(shard, request, &room_id).await,
         RoomAction::GetState(kind, key) => state::get_state(shard, request, &room_id, kind, key),
         RoomAction::PutState(kind, key) => {
             state::put_state(shard, request, &room_id, kind, key).await
