@@ -98,7 +98,7 @@ if $quick; then
     fanout_members=5 fanout_messages=5 sync_users=2 sync_rooms=5
     scenario_time_limit=180
 else
-    users=64 rooms=16 concurrency=64 requests=20000 duration=30
+    users=64 rooms=64 concurrency=64 requests=40000 duration=30
     fanout_members=200 fanout_messages=30 sync_users=2 sync_rooms=300
     scenario_time_limit=600
 fi
