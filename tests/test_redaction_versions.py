@@ -1,0 +1,111 @@
+"""Redaction through the HTTP API in every room version: which content keys survive."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness import expect_ok, q, unique
+
+VERSIONS = [str(version) for version in range(1, 13)]
+
+
+def put_event(account, room_id: str, event_type: str, content: dict) -> str:
+    path = f"rooms/{q(room_id)}/send/{q(event_type)}/{q(unique('txn'))}"
+    return expect_ok(account.put(path, content))["event_id"]
+
+
+def put_state(account, room_id: str, event_type: str, state_key: str, content: dict) -> str:
+    path = f"rooms/{q(room_id)}/state/{q(event_type)}/{q(state_key)}"
+    return expect_ok(account.put(path, content))["event_id"]
+
+
+def redact(account, room_id: str, event_id: str) -> str:
+    path = f"rooms/{q(room_id)}/redact/{q(event_id)}/{q(unique('txn'))}"
+    return expect_ok(account.put(path, {"reason": "test"}))["event_id"]
+
+
+def redacted_content(account, room_id: str, event_id: str) -> dict:
+    """Read the event once so the server caches it, redact it, then read it again."""
+    expect_ok(account.get(f"rooms/{q(room_id)}/event/{q(event_id)}"))
+    redaction_id = redact(account, room_id, event_id)
+    event = expect_ok(account.get(f"rooms/{q(room_id)}/event/{q(event_id)}"))
+    assert event["unsigned"]["redacted_because"]["event_id"] == redaction_id
+    return event["content"]
+
+
+@pytest.fixture(params=VERSIONS)
+def versioned_room(request, alice):
+    room_id = alice.create_room(room_version=request.param, preset="public_chat")
+    return request.param, room_id
+
+
+def test_message_content_removed(alice, versioned_room):
+    _, room_id = versioned_room
+    event_id = put_event(alice, room_id, "m.room.message", {"msgtype": "m.text", "body": "x"})
+    assert redacted_content(alice, room_id, event_id) == {}
+
+
+def test_custom_state_content_removed(alice, versioned_room):
+    _, room_id = versioned_room
+    event_id = put_state(alice, room_id, "org.example.state", "k", {"a": 1})
+    assert redacted_content(alice, room_id, event_id) == {}
+
+
+def test_join_rules_keep_allow_from_v8(alice, versioned_room):
+    version, room_id = versioned_room
+    event_id = put_state(alice, room_id, "m.room.join_rules", "", {"join_rule": "public", "allow": []})
+    expected = {"join_rule": "public"}
+    if int(version) >= 8:
+        expected["allow"] = []
+    assert redacted_content(alice, room_id, event_id) == expected
+
+
+def test_member_keeps_membership(alice, versioned_room):
+    version, room_id = versioned_room
+    content = {
+        "membership": "join",
+        "displayname": "Alice",
+        "join_authorised_via_users_server": alice.user_id,
+    }
+    event_id = put_state(alice, room_id, "m.room.member", alice.user_id, content)
+    expected = {"membership": "join"}
+    if int(version) >= 9:
+        expected["join_authorised_via_users_server"] = alice.user_id
+    assert redacted_content(alice, room_id, event_id) == expected
+
+
+def test_history_visibility_kept(alice, versioned_room):
+    _, room_id = versioned_room
+    content = {"history_visibility": "joined", "extra": True}
+    event_id = put_state(alice, room_id, "m.room.history_visibility", "", content)
+    assert redacted_content(alice, room_id, event_id) == {"history_visibility": "joined"}
+
+
+def test_power_levels_keep_invite_from_v11(alice, versioned_room):
+    version, room_id = versioned_room
+    levels = expect_ok(alice.get(f"rooms/{q(room_id)}/state/m.room.power_levels/"))
+    levels["notifications"] = {"room": 50}
+    levels["invite"] = 10
+    old_id = put_state(alice, room_id, "m.room.power_levels", "", levels)
+    # Redact an older power levels event, so the room keeps working levels.
+    put_state(alice, room_id, "m.room.power_levels", "", levels)
+    content = redacted_content(alice, room_id, old_id)
+    kept = {"ban", "events", "events_default", "kick", "redact", "state_default", "users", "users_default"}
+    if int(version) >= 11:
+        kept.add("invite")
+    assert set(content) == kept & set(levels)
+    assert "notifications" not in content
+
+
+def test_create_content_by_version(alice, versioned_room):
+    version, room_id = versioned_room
+    create_id = None
+    for event in alice.messages(room_id, dir="b", limit=50)["chunk"]:
+        if event["type"] == "m.room.create":
+            create_id = event["event_id"]
+    assert create_id is not None
+    content = redacted_content(alice, room_id, create_id)
+    if int(version) >= 11:
+        assert content["room_version"] == version
+    else:
+        assert content == {"creator": alice.user_id}
