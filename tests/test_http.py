@@ -97,6 +97,22 @@ def test_bearer_scheme_case_insensitive(hs):
         assert response.status_code == 200, (scheme, response.text)
 
 
+def wait_for_sync_waiter(hs, limit_s: float = 10.0) -> None:
+    """Wait until some shard reports a waiting /sync, so a signal cannot arrive first."""
+    end = time.monotonic() + limit_s
+    while time.monotonic() < end:
+        text = requests.get(hs.url + "/metrics", timeout=5).text
+        waiting = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("eltrix_shard_sync_waiters{")
+        )
+        if waiting >= 1:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"no /sync request was waiting after {limit_s} s")
+
+
 def test_sigterm_answers_long_polls(start_server):
     hs = start_server()
     bob = hs.register_on_shard("shutdown-poll", 1)
@@ -117,7 +133,7 @@ def test_sigterm_answers_long_polls(start_server):
 
     thread = threading.Thread(target=poll)
     thread.start()
-    time.sleep(0.5)
+    wait_for_sync_waiter(hs)
     started = time.monotonic()
     hs.process.send_signal(signal.SIGTERM)
     exit_code = hs.process.wait(timeout=15)

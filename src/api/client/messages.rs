@@ -204,8 +204,9 @@ pub fn messages(shard: &Shard, request: &ApiRequest, room_id: &OwnedRoomId) -> A
     };
     let page = read_page(shard, auth, &scan, &event_filter, &visibility)?;
 
+    let chunk: Vec<Value> = page.events.into_iter().map(|(_, event)| event).collect();
     let mut response = json!({
-        "chunk": page.events,
+        "chunk": chunk,
         "start": request.query("from").map_or_else(|| token::format_boundary(from), str::to_owned),
         "state": [],
     });
@@ -215,21 +216,29 @@ pub fn messages(shard: &Shard, request: &ApiRequest, room_id: &OwnedRoomId) -> A
     Ok(response)
 }
 
-struct Page {
-    events: Vec<Value>,
+/// Events read from the timeline, with their positions, in scan order.
+pub struct Page {
+    pub events: Vec<(u64, Value)>,
     /// Boundary for the next request, if more events may follow.
-    next: Option<u64>,
+    pub next: Option<u64>,
 }
 
-struct Scan<'a> {
-    room_id: &'a OwnedRoomId,
-    low: u64,
-    high: u64,
-    backwards: bool,
-    limit: u64,
+/// A timeline range `[low, high)` read from one end.
+pub struct Scan<'a> {
+    pub room_id: &'a OwnedRoomId,
+    pub low: u64,
+    pub high: u64,
+    pub backwards: bool,
+    pub limit: u64,
 }
 
-fn read_page(
+/// Reads up to `scan.limit` events of the range that pass the filter and
+/// that the user may see.
+///
+/// # Errors
+///
+/// Returns a storage error.
+pub fn read_page(
     shard: &Shard,
     auth: &Auth,
     scan: &Scan<'_>,
@@ -269,7 +278,7 @@ fn read_page(
                 && event_filter.matches(&event.event.client)
                 && visibility.can_see_event(pos, &event.event.client)
             {
-                events.push(event.to_value());
+                events.push((pos, event.to_value()));
                 last_pos = Some(pos);
                 if events.len() == limit {
                     break;

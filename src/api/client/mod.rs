@@ -2,6 +2,7 @@
 //! handler runs on the shard the dispatcher chose for its route.
 
 mod account;
+mod context;
 mod create_room;
 mod directory;
 mod discovery;
@@ -92,6 +93,7 @@ async fn room(
             send::redact(shard, request, &room_id, event_id, txn).await
         }
         RoomAction::Event(event_id) => messages::event(shard, request, &room_id, event_id),
+        RoomAction::Context(event_id) => context::context(shard, request, &room_id, event_id),
         RoomAction::Messages => messages::messages(shard, request, &room_id),
         RoomAction::Aliases => directory::room_aliases(shard, request, &room_id),
     }
