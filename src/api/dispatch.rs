@@ -18,7 +18,7 @@ use crate::{
     auth::token::{hash_token, hashes_equal},
     http::{HttpRequest, HttpResponse},
     shard::Shard,
-    store::{DeviceRecord, Map, TokenRecord, keys},
+    store::{DeviceRecord, Map, TokenRecord, UserRecord, keys},
 };
 
 /// Serves one HTTP request on the shard that accepted its connection.
@@ -213,10 +213,15 @@ fn authenticate(shard: &Shard, http: &HttpRequest, query: &[(String, String)]) -
         );
         return Err(unknown());
     }
+    let admin = shard
+        .store
+        .get_json::<UserRecord>(Map::Users, record.user_id.as_bytes())?
+        .is_some_and(|user| user.admin);
     let user_id = OwnedUserId::try_from(record.user_id).map_err(|_| unknown())?;
     let auth = Auth {
         user_id,
         device_id: record.device_id,
+        admin,
     };
     shard.tokens.insert(hash, auth.clone());
     Ok(auth)

@@ -12,6 +12,9 @@ use super::{error::ApiResult, error::MatrixError, router::Route};
 pub struct Auth {
     pub user_id: OwnedUserId,
     pub device_id: String,
+    /// Whether the account is a server admin, read when the token is first
+    /// resolved on a shard.
+    pub admin: bool,
 }
 
 /// A routed request.

@@ -54,6 +54,9 @@ pub struct Cli {
     /// Write logs as JSON lines [default: false].
     #[arg(long, env = "ELTRIX_LOG_JSON")]
     pub log_json: Option<bool>,
+    /// Apply the request rate limits [default: true].
+    #[arg(long, env = "ELTRIX_RATE_LIMITS")]
+    pub rate_limits: Option<bool>,
     /// Replace the signing key in the data directory with a new one, list the
     /// old key in old_verify_keys, and exit. Restart the server afterwards.
     #[arg(long)]
@@ -74,6 +77,7 @@ impl Cli {
         set(&mut config.request_timeout_secs, self.request_timeout_secs);
         set(&mut config.log, self.log.clone());
         set(&mut config.log_json, self.log_json);
+        set(&mut config.rate_limits.enabled, self.rate_limits);
         if self.public_baseurl.is_some() {
             config.public_baseurl.clone_from(&self.public_baseurl);
         }

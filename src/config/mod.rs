@@ -2,12 +2,14 @@
 //! variables and flags (clap reads both), each layer overriding the last.
 
 mod cli;
+mod rate_limits;
 
 use std::{net::SocketAddr, path::PathBuf};
 
 use serde::Deserialize;
 
 pub use cli::Cli;
+pub use rate_limits::{ActionLimits, Bucket, RateLimits};
 
 /// Registration policy for new accounts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -52,6 +54,8 @@ pub struct Config {
     pub log: String,
     /// Log as JSON lines instead of text.
     pub log_json: bool,
+    /// Request rate limits.
+    pub rate_limits: RateLimits,
 }
 
 impl Default for Config {
@@ -70,6 +74,7 @@ impl Default for Config {
             public_baseurl: None,
             log: "info".to_owned(),
             log_json: false,
+            rate_limits: RateLimits::default(),
         }
     }
 }
@@ -93,6 +98,8 @@ pub enum ConfigError {
     ZeroTimeout,
     #[error("registration = \"token\" needs at least one registration token")]
     NoRegistrationToken,
+    #[error("invalid {0}: per_second must be above 0 and burst at least 1")]
+    RateLimit(String),
 }
 
 impl Config {
@@ -133,6 +140,9 @@ impl Config {
         }
         if self.registration == RegistrationMode::Token && self.registration_tokens.is_empty() {
             return Err(ConfigError::NoRegistrationToken);
+        }
+        if let Some(bucket) = self.rate_limits.invalid_bucket() {
+            return Err(ConfigError::RateLimit(bucket));
         }
         Ok(())
     }

@@ -9,6 +9,10 @@ pub struct UserRecord {
     pub created_ts: u64,
     #[serde(default)]
     pub deactivated: bool,
+    /// Whether the account may use the admin API; admins are also exempt
+    /// from rate limits.
+    #[serde(default)]
+    pub admin: bool,
 }
 
 /// `tokenhash_device`: the owner of an access token, keyed by its SHA-256.

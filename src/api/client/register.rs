@@ -87,6 +87,7 @@ async fn create_account(
         password_hash,
         created_ts: now_millis(),
         deactivated: false,
+        admin: false,
     };
     batch.put_json(Map::Users, user_id.as_bytes().to_vec(), &record);
     let mut response = json!({ "user_id": user_id });
