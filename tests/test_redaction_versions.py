@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness import expect_ok, q, unique
+from harness import assert_error, expect_ok, q, unique
 
 VERSIONS = [str(version) for version in range(1, 13)]
 
@@ -61,17 +61,51 @@ def test_join_rules_keep_allow_from_v8(alice, versioned_room):
 
 
 def test_member_keeps_membership(alice, versioned_room):
-    version, room_id = versioned_room
-    content = {
-        "membership": "join",
-        "displayname": "Alice",
-        "join_authorised_via_users_server": alice.user_id,
-    }
+    _, room_id = versioned_room
+    content = {"membership": "join", "displayname": "Alice"}
     event_id = put_state(alice, room_id, "m.room.member", alice.user_id, content)
-    expected = {"membership": "join"}
-    if int(version) >= 9:
-        expected["join_authorised_via_users_server"] = alice.user_id
-    assert redacted_content(alice, room_id, event_id) == expected
+    assert redacted_content(alice, room_id, event_id) == {"membership": "join"}
+
+
+def test_client_cannot_name_join_authoriser(alice, versioned_room):
+    _, room_id = versioned_room
+    content = {"membership": "join", "join_authorised_via_users_server": alice.user_id}
+    path = f"rooms/{q(room_id)}/state/m.room.member/{q(alice.user_id)}"
+    assert_error(alice.put(path, content), 403, "M_FORBIDDEN")
+
+
+def test_content_redacts_of_a_message_redacts_nothing(alice, bob, versioned_room):
+    _, room_id = versioned_room
+    bob.join(room_id)
+    target = put_event(bob, room_id, "m.room.message", {"msgtype": "m.text", "body": "keep"})
+    put_event(alice, room_id, "m.room.message", {"msgtype": "m.text", "body": "x", "redacts": target})
+    event = expect_ok(alice.get(f"rooms/{q(room_id)}/event/{q(target)}"))
+    assert event["content"]["body"] == "keep"
+
+
+def test_send_redaction_needs_the_redact_level(alice, bob, versioned_room):
+    _, room_id = versioned_room
+    bob.join(room_id)
+    target = put_event(alice, room_id, "m.room.message", {"msgtype": "m.text", "body": "keep"})
+    path = f"rooms/{q(room_id)}/send/m.room.redaction/{q(unique('txn'))}"
+    resp = bob.put(path, {"redacts": target})
+    assert_error(resp, 403, "M_FORBIDDEN")
+    event = expect_ok(alice.get(f"rooms/{q(room_id)}/event/{q(target)}"))
+    assert event["content"]["body"] == "keep"
+
+
+def test_send_redaction_by_version(alice, versioned_room):
+    version, room_id = versioned_room
+    target = put_event(alice, room_id, "m.room.message", {"msgtype": "m.text", "body": "gone"})
+    redaction_id = put_event(alice, room_id, "m.room.redaction", {"redacts": target})
+    event = expect_ok(alice.get(f"rooms/{q(room_id)}/event/{q(target)}"))
+    assert event["content"] == {}
+    redaction = expect_ok(alice.get(f"rooms/{q(room_id)}/event/{q(redaction_id)}"))
+    assert redaction["redacts"] == target
+    if int(version) >= 11:
+        assert redaction["content"]["redacts"] == target
+    else:
+        assert "redacts" not in redaction["content"]
 
 
 def test_history_visibility_kept(alice, versioned_room):

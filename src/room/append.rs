@@ -254,16 +254,20 @@ fn stage(
         batch.put(Map::Txns, txn.key.clone(), event_id.as_bytes().to_vec());
     }
     if let Some(target) = &pdu.redacts {
-        stage_redaction(shard, room_id, target.as_str(), event_id, batch)?;
+        stage_redaction(shard, room, pdu, target.as_str(), batch)?;
     }
     Ok(())
 }
 
+/// Marks the target of a redaction as redacted. The authorization rules
+/// accept any redaction event from room version 3 on, so the redaction is
+/// applied only when its sender sent the target or has the `redact` level;
+/// otherwise the event stays in the timeline without effect.
 fn stage_redaction(
     shard: &Shard,
-    room_id: &str,
+    room: &Room,
+    redaction: &Pdu,
     target: &str,
-    redaction_id: &str,
     batch: &mut WriteBatch,
 ) -> ApiResult<()> {
     let Some(mut record) = shard
@@ -272,7 +276,20 @@ fn stage_redaction(
     else {
         return Ok(());
     };
-    if record.room_id == room_id && record.redacted_by.is_none() {
+    let sender = redaction.sender.as_str();
+    let own_event = record.pdu.get("sender").and_then(serde_json::Value::as_str) == Some(sender);
+    let allowed = own_event || room.user_power(sender) >= room.required_power("redact", 50);
+    if !allowed {
+        tracing::info!(
+            redaction_id = %redaction.event_id,
+            target,
+            sender,
+            "redaction without the redact level left unapplied"
+        );
+        return Ok(());
+    }
+    let redaction_id = redaction.event_id.as_str();
+    if record.room_id == room.room_id.as_str() && record.redacted_by.is_none() {
         record.redacted_by = Some(redaction_id.to_owned());
         batch.put_json(Map::Events, target.as_bytes().to_vec(), &record);
     }

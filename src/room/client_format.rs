@@ -55,9 +55,13 @@ pub fn fields(event_id: &str, record: &EventRecord) -> Map<String, Value> {
     if !event.contains_key("room_id") {
         event.insert("room_id".to_owned(), Value::String(record.room_id.clone()));
     }
-    // Room version 11 moved `redacts` into the content; clients still read it
-    // from the top level.
-    if let Some(redacts) = pdu.get("content").and_then(|c| c.get("redacts")) {
+    // Room version 11 moved a redaction's `redacts` into the content; clients
+    // still read it from the top level.
+    if let Some(redacts) = pdu
+        .get("content")
+        .and_then(|c| c.get("redacts"))
+        .filter(|_| pdu.get("type").and_then(Value::as_str) == Some("m.room.redaction"))
+    {
         event.entry("redacts").or_insert_with(|| redacts.clone());
     }
     event

@@ -4,6 +4,8 @@
 
 pub mod append;
 pub mod auth;
+#[cfg(test)]
+mod auth_rules_tests;
 pub mod builder;
 pub mod client_format;
 pub mod event_cache;
@@ -11,8 +13,12 @@ pub mod history;
 pub mod keys;
 pub mod pdu;
 #[cfg(test)]
+mod redaction_tests;
+#[cfg(test)]
 mod signing_tests;
 pub mod state;
+#[cfg(test)]
+mod test_room;
 pub mod validate;
 pub mod versions;
 

@@ -69,7 +69,13 @@ impl Pdu {
             .ok_or(MalformedPdu("content"))?;
         let content =
             serde_json::value::to_raw_value(&content_value).map_err(|_| MalformedPdu("content"))?;
-        let redacts = redacts_of(&json);
+        // Only a redaction names a target. `redacts` in another event's
+        // content is ordinary content.
+        let redacts = if kind == TimelineEventType::RoomRedaction {
+            redacts_of(&json)
+        } else {
+            None
+        };
 
         Ok(Self {
             event_id,

@@ -29,13 +29,31 @@ pub async fn send(
     txn: &str,
 ) -> ApiResult<Value> {
     let auth = request.auth()?;
-    let content = Value::Object(request.body_object()?);
+    let mut content = request.body_object()?;
+    // A redaction sent through /send names its target in the content. The
+    // builder puts it where the room version expects it: at the top level
+    // before version 11, in the content from version 11.
+    let redacts = if kind == "m.room.redaction" {
+        let target = match content.remove("redacts") {
+            Some(Value::String(id)) => OwnedEventId::try_from(id)
+                .map_err(|_| MatrixError::invalid_param("Invalid redacts event ID"))?,
+            _ => {
+                return Err(MatrixError::bad_json(
+                    "A redaction needs a redacts event ID",
+                ));
+            }
+        };
+        check_may_redact(shard, request, room_id, &target)?;
+        Some(target)
+    } else {
+        None
+    };
     let draft = EventDraft {
         sender: auth.user_id.clone(),
         kind: kind.to_owned(),
         state_key: None,
-        content,
-        redacts: None,
+        content: Value::Object(content),
+        redacts,
         txn: Some(Txn::new(
             auth.user_id.as_str(),
             &auth.device_id,
@@ -65,6 +83,37 @@ pub async fn redact(
     let body: RedactBody = request.body_or_default()?;
     let target = OwnedEventId::try_from(event_id)
         .map_err(|_| MatrixError::invalid_param("Invalid event ID"))?;
+    check_may_redact(shard, request, room_id, &target)?;
+    let mut content = serde_json::Map::new();
+    if let Some(reason) = body.reason {
+        content.insert("reason".to_owned(), Value::String(reason));
+    }
+    let draft = EventDraft {
+        sender: auth.user_id.clone(),
+        kind: "m.room.redaction".to_owned(),
+        state_key: None,
+        content: Value::Object(content),
+        txn: Some(Txn::new(
+            auth.user_id.as_str(),
+            &auth.device_id,
+            &format!("{room_id}/redact/{target}"),
+            txn,
+        )),
+        redacts: Some(target),
+        origin_server_ts: None,
+    };
+    send_once(shard, room_id, draft).await
+}
+
+/// Checks that the user may redact `target`: their own event, or any event
+/// with the room's `redact` level.
+fn check_may_redact(
+    shard: &Shard,
+    request: &ApiRequest,
+    room_id: &OwnedRoomId,
+    target: &OwnedEventId,
+) -> ApiResult<()> {
+    let auth = request.auth()?;
     let record = shard
         .store
         .get_json::<EventRecord>(Map::Events, target.as_bytes())?
@@ -88,25 +137,7 @@ pub async fn redact(
             ));
         }
     }
-    let mut content = serde_json::Map::new();
-    if let Some(reason) = body.reason {
-        content.insert("reason".to_owned(), Value::String(reason));
-    }
-    let draft = EventDraft {
-        sender: auth.user_id.clone(),
-        kind: "m.room.redaction".to_owned(),
-        state_key: None,
-        content: Value::Object(content),
-        txn: Some(Txn::new(
-            auth.user_id.as_str(),
-            &auth.device_id,
-            &format!("{room_id}/redact/{target}"),
-            txn,
-        )),
-        redacts: Some(target),
-        origin_server_ts: None,
-    };
-    send_once(shard, room_id, draft).await
+    Ok(())
 }
 
 async fn send_once(

@@ -68,7 +68,15 @@ pub async fn put_state(
     key: &str,
 ) -> ApiResult<Value> {
     let sender = request.auth()?.user_id.clone();
-    let content = Value::Object(request.body_object()?);
+    let content = request.body_object()?;
+    // The server names an authoriser only after checking a restricted room's
+    // allow rules, so a client may not name one itself.
+    if kind == "m.room.member" && content.contains_key("join_authorised_via_users_server") {
+        return Err(MatrixError::forbidden(
+            "join_authorised_via_users_server is set by the server during a restricted join",
+        ));
+    }
+    let content = Value::Object(content);
     let room = member_room(shard, room_id)?;
     let draft = EventDraft::state(&sender, kind, key, content);
     let pdus = append(shard, &room, vec![draft]).await?;
