@@ -6,6 +6,7 @@ pub mod auth;
 pub mod config;
 pub mod http;
 pub mod metrics;
+pub mod ratelimit;
 pub mod room;
 pub mod server;
 pub mod shard;

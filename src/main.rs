@@ -24,6 +24,10 @@ fn main() {
         rotate_signing_key(&config);
         return;
     }
+    if let Some(username) = &cli.create_admin {
+        create_admin(&config, username, cli.password_file.as_deref());
+        return;
+    }
     if let Err(error) = server::run(config) {
         tracing::error!(%error, "server failed");
         std::process::exit(1);
@@ -43,6 +47,20 @@ fn rotate_signing_key(config: &config::Config) {
                 "eltrix: failed to rotate the signing key in {}: {error}",
                 config.data_dir.display()
             );
+            std::process::exit(1);
+        }
+    }
+}
+
+fn create_admin(config: &config::Config, username: &str, password_file: Option<&std::path::Path>) {
+    use eltrix::api::admin::first_admin;
+
+    let created = first_admin::read_password(password_file)
+        .and_then(|password| first_admin::create_first_admin(config, username, password));
+    match created {
+        Ok(user_id) => println!("created server admin {user_id}"),
+        Err(error) => {
+            eprintln!("eltrix: failed to create the admin account: {error}");
             std::process::exit(1);
         }
     }

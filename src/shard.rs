@@ -18,6 +18,7 @@ use crate::{
     auth::{password::PasswordWorker, token_cache::TokenCache},
     config::Config,
     metrics::ShardMetrics,
+    ratelimit::Limiter,
     room::{Room, event_cache::EventCache, keys::SigningKey},
     store::{Committer, Store},
     sync::{FilterCache, SyncIndex},
@@ -51,6 +52,7 @@ pub struct Shard {
     pub tokens: TokenCache,
     pub events: EventCache,
     pub filters: FilterCache,
+    pub limiter: Limiter,
 }
 
 /// The parts a shard is built from.
@@ -91,6 +93,7 @@ impl Shard {
             tokens: TokenCache::default(),
             events: EventCache::default(),
             filters: FilterCache::default(),
+            limiter: Limiter::default(),
         }
     }
 

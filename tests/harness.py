@@ -261,6 +261,9 @@ class Homeserver:
     registration_token: str | None = None
     server_name: str = SERVER_NAME
     extra_args: list[str] = field(default_factory=list)
+    # Tests register many accounts from one address, so the request rate
+    # limits are off unless a test turns them on.
+    rate_limits: bool = False
     port: int = 0
     process: subprocess.Popen | None = None
     session: requests.Session = field(default_factory=requests.Session)
@@ -287,6 +290,8 @@ class Homeserver:
         ]
         if self.registration_token is not None:
             args += ["--registration-token", self.registration_token]
+        if not self.rate_limits:
+            args += ["--rate-limits", "false"]
         return args + self.extra_args
 
     def start(self) -> "Homeserver":
@@ -503,6 +508,7 @@ class ServerFactory:
         data_dir: Path | None = None,
         server_name: str = SERVER_NAME,
         extra_args: tuple[str, ...] = (),
+        rate_limits: bool = False,
     ) -> Homeserver:
         """Start a server; pass the `data_dir` of an earlier server to reuse its storage."""
         root = self.tmp_path_factory.mktemp("hs")
@@ -515,6 +521,7 @@ class ServerFactory:
             registration_token=registration_token,
             server_name=server_name,
             extra_args=list(extra_args),
+            rate_limits=rate_limits,
         )
         self.servers.append(server)
         return server.start()

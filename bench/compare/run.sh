@@ -406,7 +406,7 @@ run_eltrix() {
     port=$(python3 "$helper" free-port)
     data="$work/eltrix-data"
     local command=("$eltrix" --listen "127.0.0.1:$port" --data-dir "$data" --shards "$shards"
-        --server-name localhost --registration open --log warn)
+        --server-name localhost --registration open --log warn --rate-limits false)
     printf '%q ' "${command[@]}" >"$raw/eltrix.server.cmd"
     log "starting Eltrix on 127.0.0.1:$port with $shards shards"
     start_process eltrix "$raw/eltrix.server.log" "${command[@]}"

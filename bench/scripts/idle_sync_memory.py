@@ -65,7 +65,7 @@ def open_long_poll(host: str, port: int, token: str, since: str) -> socket.socke
 
 def start_server(binary: str, data_dir: str, port: int) -> subprocess.Popen:
     process = subprocess.Popen(
-        [binary, "--shards", "2", "--data-dir", data_dir, "--listen", f"127.0.0.1:{port}", "--log", "warn"],
+        [binary, "--shards", "2", "--data-dir", data_dir, "--listen", f"127.0.0.1:{port}", "--log", "warn", "--rate-limits", "false"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -54,7 +54,13 @@ pub async fn serve(shard: Rc<Shard>, http: HttpRequest) -> HttpResponse {
                     "request failed"
                 );
             }
-            HttpResponse::json(error.status, error.body())
+            let mut response = HttpResponse::json(error.status, error.body());
+            if let Some(retry_after_ms) = error.retry_after_ms() {
+                // `Retry-After` is in whole seconds, rounded up.
+                let seconds = retry_after_ms.div_ceil(1000).max(1);
+                response.headers.push(("retry-after", seconds.to_string()));
+            }
+            response
         }
     };
     shard.metrics.record_request(
@@ -119,6 +125,11 @@ async fn route_and_run(shard: &Rc<Shard>, http: HttpRequest) -> Outcome {
     } else {
         None
     };
+    let limited =
+        crate::ratelimit::check(shard, &route, auth.as_ref(), http.peer.ip(), &http.body).await;
+    if let Err(error) = limited {
+        return fail(error, template);
+    }
     let owner = owner_of(shard, &route, auth.as_ref());
     let request = ApiRequest {
         route,

@@ -41,6 +41,7 @@ constructors! {
     unknown_token => 401, "M_UNKNOWN_TOKEN";
     forbidden => 403, "M_FORBIDDEN";
     guest_access_forbidden => 403, "M_GUEST_ACCESS_FORBIDDEN";
+    user_deactivated => 403, "M_USER_DEACTIVATED";
     not_found => 404, "M_NOT_FOUND";
     unrecognized => 404, "M_UNRECOGNIZED";
     conflict => 409, "M_UNKNOWN";
@@ -50,6 +51,23 @@ constructors! {
 }
 
 impl MatrixError {
+    /// `M_LIMIT_EXCEEDED` with HTTP 429 and `retry_after_ms`.
+    #[must_use]
+    pub fn limit_exceeded(retry_after_ms: u64) -> Self {
+        Self {
+            status: 429,
+            errcode: "M_LIMIT_EXCEEDED",
+            message: "Too many requests; retry later".to_owned(),
+            extra: Some(json!({ "retry_after_ms": retry_after_ms })),
+        }
+    }
+
+    /// Returns `retry_after_ms` of an `M_LIMIT_EXCEEDED` error.
+    #[must_use]
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        self.extra.as_ref()?.get("retry_after_ms")?.as_u64()
+    }
+
     /// `M_UNRECOGNIZED` with HTTP 405, for a known path with another method.
     #[must_use]
     pub fn method_not_allowed() -> Self {

@@ -1,6 +1,7 @@
 //! The HTTP API: routing, authentication, dispatch to the owning shard, and
 //! the endpoint handlers.
 
+pub mod admin;
 pub mod client;
 mod dispatch;
 pub mod error;

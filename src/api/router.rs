@@ -32,6 +32,25 @@ pub enum Route {
     GetFilter(String, String),
     Alias(AliasAction, String),
     Room(String, RoomAction),
+    /// `GET /_synapse/admin/v1/register`: a nonce for shared-secret registration.
+    SharedSecretNonce,
+    /// `POST /_synapse/admin/v1/register`.
+    SharedSecretRegister,
+    Admin(AdminRoute),
+}
+
+/// Endpoints under `/_eltrix/admin/v1/`, with their decoded path parameters.
+#[derive(Debug, Clone)]
+pub enum AdminRoute {
+    ListUsers,
+    CreateUser,
+    GetUser(String),
+    DeactivateUser(String),
+    Statistics,
+    ListRooms,
+    GetRoom(String),
+    DeleteRoom(String),
+    PurgeHistory(String),
 }
 
 /// Methods on `/directory/room/{roomAlias}`.
@@ -85,6 +104,8 @@ impl Route {
                 | Self::LoginFlows
                 | Self::Login
                 | Self::Alias(AliasAction::Get, _)
+                | Self::SharedSecretNonce
+                | Self::SharedSecretRegister
         )
     }
 }
@@ -120,6 +141,22 @@ impl Route {
             Self::GetFilter(..) => "/_matrix/client/v3/user/{userId}/filter/{filterId}",
             Self::Alias(..) => "/_matrix/client/v3/directory/room/{roomAlias}",
             Self::Room(_, action) => action.template(),
+            Self::SharedSecretNonce | Self::SharedSecretRegister => "/_synapse/admin/v1/register",
+            Self::Admin(route) => route.template(),
+        }
+    }
+}
+
+impl AdminRoute {
+    fn template(&self) -> &'static str {
+        match self {
+            Self::ListUsers | Self::CreateUser => "/_eltrix/admin/v1/users",
+            Self::GetUser(_) => "/_eltrix/admin/v1/users/{userId}",
+            Self::DeactivateUser(_) => "/_eltrix/admin/v1/users/{userId}/deactivate",
+            Self::Statistics => "/_eltrix/admin/v1/statistics",
+            Self::ListRooms => "/_eltrix/admin/v1/rooms",
+            Self::GetRoom(_) | Self::DeleteRoom(_) => "/_eltrix/admin/v1/rooms/{roomId}",
+            Self::PurgeHistory(_) => "/_eltrix/admin/v1/rooms/{roomId}/purge",
         }
     }
 }
@@ -182,6 +219,15 @@ pub fn resolve(method: &str, path: &str) -> Result<Route, MatrixError> {
         ["health", "ready"] => (Some(Route::HealthReady), &["GET"][..]),
         ["metrics"] => (Some(Route::Metrics), &["GET"][..]),
         ["_matrix", "client", "v3" | "r0" | "v1", rest @ ..] => client_route(method, rest),
+        ["_synapse", "admin", "v1", "register"] => {
+            let route = if method == "POST" {
+                Route::SharedSecretRegister
+            } else {
+                Route::SharedSecretNonce
+            };
+            (Some(route), &["GET", "POST"][..])
+        }
+        ["_eltrix", "admin", "v1", rest @ ..] => admin_route(method, rest),
         _ => (None, &[][..]),
     };
     match route {
@@ -262,6 +308,26 @@ fn room_route(method: &str, parts: &[&str]) -> (Option<RoomAction>, &'static [&'
     }
 }
 
+fn admin_route(method: &str, parts: &[&str]) -> Resolved {
+    let owned = |s: &&str| (*s).to_owned();
+    let (route, allowed): (Option<AdminRoute>, &'static [&'static str]) = match parts {
+        ["users"] if method == "POST" => (Some(AdminRoute::CreateUser), &["GET", "POST"]),
+        ["users"] => (Some(AdminRoute::ListUsers), &["GET", "POST"]),
+        ["users", user] => (Some(AdminRoute::GetUser(owned(user))), &["GET"]),
+        ["users", user, "deactivate"] => (Some(AdminRoute::DeactivateUser(owned(user))), &["POST"]),
+        ["statistics"] => (Some(AdminRoute::Statistics), &["GET"]),
+        ["rooms"] => (Some(AdminRoute::ListRooms), &["GET"]),
+        ["rooms", room] if method == "DELETE" => (
+            Some(AdminRoute::DeleteRoom(owned(room))),
+            &["GET", "DELETE"],
+        ),
+        ["rooms", room] => (Some(AdminRoute::GetRoom(owned(room))), &["GET", "DELETE"]),
+        ["rooms", room, "purge"] => (Some(AdminRoute::PurgeHistory(owned(room))), &["POST"]),
+        _ => (None, &[]),
+    };
+    (route.map(Route::Admin), allowed)
+}
+
 fn state_action(method: &str, kind: &str, key: &str) -> RoomAction {
     if method == "PUT" {
         RoomAction::PutState(kind.to_owned(), key.to_owned())
@@ -272,7 +338,7 @@ fn state_action(method: &str, kind: &str, key: &str) -> RoomAction {
 
 #[cfg(test)]
 mod tests {
-    use super::{RoomAction, Route, resolve};
+    use super::{AdminRoute, RoomAction, Route, resolve};
 
     #[test]
     fn decodes_room_path_parameters() {
@@ -309,6 +375,23 @@ mod tests {
         let route = resolve("GET", "/_matrix/client/v3/rooms/!a:x/state/m.room.name/");
         assert!(
             matches!(route, Ok(Route::Room(_, RoomAction::GetState(_, key))) if key.is_empty())
+        );
+    }
+
+    #[test]
+    fn admin_routes_resolve_by_method() {
+        let route = resolve("DELETE", "/_eltrix/admin/v1/rooms/%21a%3Ax");
+        assert!(matches!(route, Ok(Route::Admin(AdminRoute::DeleteRoom(room))) if room == "!a:x"));
+        let route = resolve("POST", "/_eltrix/admin/v1/users");
+        assert!(matches!(route, Ok(Route::Admin(AdminRoute::CreateUser))));
+        let route = resolve("GET", "/_synapse/admin/v1/register");
+        assert!(matches!(route, Ok(Route::SharedSecretNonce)));
+        assert!(!Route::SharedSecretRegister.needs_auth());
+        assert_eq!(
+            resolve("PUT", "/_eltrix/admin/v1/statistics")
+                .unwrap_err()
+                .status,
+            405
         );
     }
 

@@ -35,6 +35,14 @@ pub struct Cli {
     /// Registration token; repeat the flag or separate tokens with commas.
     #[arg(long, env = "ELTRIX_REGISTRATION_TOKEN", value_delimiter = ',')]
     pub registration_token: Vec<String>,
+    /// Secret for shared-secret registration at /_synapse/admin/v1/register;
+    /// the endpoint is off without it.
+    #[arg(
+        long,
+        env = "ELTRIX_REGISTRATION_SHARED_SECRET",
+        hide_env_values = true
+    )]
+    pub registration_shared_secret: Option<String>,
     /// Maximum request body in bytes [default: 1048576].
     #[arg(long, env = "ELTRIX_MAX_REQUEST_BYTES")]
     pub max_request_bytes: Option<usize>,
@@ -61,6 +69,14 @@ pub struct Cli {
     /// old key in old_verify_keys, and exit. Restart the server afterwards.
     #[arg(long)]
     pub rotate_signing_key: bool,
+    /// Create a server admin account with this localpart in the data
+    /// directory, and exit. Run it with the server stopped.
+    #[arg(long, value_name = "USERNAME")]
+    pub create_admin: Option<String>,
+    /// File whose first line is the password for --create-admin; without it
+    /// the password is read from the first line of standard input.
+    #[arg(long, value_name = "FILE", requires = "create_admin")]
+    pub password_file: Option<PathBuf>,
 }
 
 impl Cli {
@@ -78,6 +94,11 @@ impl Cli {
         set(&mut config.log, self.log.clone());
         set(&mut config.log_json, self.log_json);
         set(&mut config.rate_limits.enabled, self.rate_limits);
+        if self.registration_shared_secret.is_some() {
+            config
+                .registration_shared_secret
+                .clone_from(&self.registration_shared_secret);
+        }
         if self.public_baseurl.is_some() {
             config.public_baseurl.clone_from(&self.public_baseurl);
         }

@@ -42,6 +42,9 @@ pub struct Config {
     /// Tokens accepted by `m.login.registration_token` when `registration`
     /// is `token`.
     pub registration_tokens: Vec<String>,
+    /// Secret keying the HMAC of shared-secret registration at
+    /// `/_synapse/admin/v1/register`; that endpoint is off while it is unset.
+    pub registration_shared_secret: Option<String>,
     /// Maximum accepted request body, in bytes.
     pub max_request_bytes: usize,
     /// Seconds an idle keep-alive connection stays open.
@@ -68,6 +71,7 @@ impl Default for Config {
             pin_cores: true,
             registration: RegistrationMode::Open,
             registration_tokens: Vec::new(),
+            registration_shared_secret: None,
             max_request_bytes: 1024 * 1024,
             idle_timeout_secs: 120,
             request_timeout_secs: 30,
@@ -98,6 +102,8 @@ pub enum ConfigError {
     ZeroTimeout,
     #[error("registration = \"token\" needs at least one registration token")]
     NoRegistrationToken,
+    #[error("registration_shared_secret must not be empty; remove it to turn the endpoint off")]
+    EmptySharedSecret,
     #[error("invalid {0}: per_second must be above 0 and burst at least 1")]
     RateLimit(String),
 }
@@ -141,6 +147,13 @@ impl Config {
         if self.registration == RegistrationMode::Token && self.registration_tokens.is_empty() {
             return Err(ConfigError::NoRegistrationToken);
         }
+        if self
+            .registration_shared_secret
+            .as_ref()
+            .is_some_and(String::is_empty)
+        {
+            return Err(ConfigError::EmptySharedSecret);
+        }
         if let Some(bucket) = self.rate_limits.invalid_bucket() {
             return Err(ConfigError::RateLimit(bucket));
         }
@@ -154,5 +167,19 @@ impl Config {
             return self.shards;
         }
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Config;
+
+    #[test]
+    fn example_config_parses() {
+        let text = include_str!("../../docs/eltrix.example.toml");
+        let config: Config = toml::from_str(text).unwrap();
+        assert!(config.rate_limits.enabled);
+        assert!(config.rate_limits.invalid_bucket().is_none());
+        assert_eq!(config.rate_limits, super::RateLimits::default());
     }
 }

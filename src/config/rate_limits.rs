@@ -32,7 +32,7 @@ pub struct ActionLimits {
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimits {
     pub enabled: bool,
-    /// Login attempts, per client IP and per account logged into.
+    /// Login attempts, per client IP and per account named in the request.
     pub login: ActionLimits,
     /// Registration attempts, per client IP.
     pub registration: ActionLimits,
@@ -46,21 +46,23 @@ pub struct RateLimits {
 
 impl Default for RateLimits {
     fn default() -> Self {
-        let both = |per_second, burst| ActionLimits {
-            per_user: Some(Bucket::new(per_second, burst)),
-            per_ip: Some(Bucket::new(per_second * 10.0, burst * 10.0)),
+        // The per-IP buckets are ten times the per-user ones, written out so
+        // that docs/eltrix.example.toml can list the same numbers.
+        let both = |user: Bucket, ip: Bucket| ActionLimits {
+            per_user: Some(user),
+            per_ip: Some(ip),
         };
         Self {
             enabled: true,
-            login: both(0.17, 3.0),
+            login: both(Bucket::new(0.17, 3.0), Bucket::new(1.7, 30.0)),
             registration: ActionLimits {
                 per_user: None,
                 per_ip: Some(Bucket::new(0.17, 3.0)),
             },
-            message: both(0.2, 10.0),
-            create_room: both(0.05, 5.0),
-            join: both(0.1, 10.0),
-            media: both(1.0, 20.0),
+            message: both(Bucket::new(0.2, 10.0), Bucket::new(2.0, 100.0)),
+            create_room: both(Bucket::new(0.05, 5.0), Bucket::new(0.5, 50.0)),
+            join: both(Bucket::new(0.1, 10.0), Bucket::new(1.0, 100.0)),
+            media: both(Bucket::new(1.0, 20.0), Bucket::new(10.0, 200.0)),
         }
     }
 }

@@ -8,7 +8,14 @@
 //! announces (new events, to other shards) is durable and announced in
 //! commit order.
 
-use std::{sync::mpsc, thread};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
+    thread,
+};
 
 use tokio::sync::oneshot;
 
@@ -60,10 +67,12 @@ enum Message {
     Stop,
 }
 
-/// The sending side of one shard's commit thread.
+/// The sending side of the commit thread.
 #[derive(Clone)]
 pub struct Committer {
     queue: mpsc::Sender<Message>,
+    /// Cleared when the thread exits.
+    running: Arc<AtomicBool>,
 }
 
 impl Committer {
@@ -74,10 +83,15 @@ impl Committer {
     /// Returns the OS error if the thread cannot be spawned.
     pub fn start(store: Store) -> std::io::Result<(Self, thread::JoinHandle<()>)> {
         let (queue, receiver) = mpsc::channel();
+        let running = Arc::new(AtomicBool::new(true));
+        let flag = running.clone();
         let handle = thread::Builder::new()
             .name("commit".to_owned())
-            .spawn(move || run(&store, &receiver))?;
-        Ok((Self { queue }, handle))
+            .spawn(move || {
+                let _running = ClearOnDrop(flag);
+                run(&store, &receiver);
+            })?;
+        Ok((Self { queue, running }, handle))
     }
 
     /// Applies `batch` and waits until it is on disk.
@@ -100,9 +114,24 @@ impl Committer {
         }
     }
 
+    /// Returns whether the commit thread is still running.
+    #[must_use]
+    pub fn is_running(&self) -> bool {
+        self.running.load(Ordering::Acquire)
+    }
+
     /// Asks the thread to exit once the batches queued so far are durable.
     pub fn stop(&self) {
         let _ = self.queue.send(Message::Stop);
+    }
+}
+
+/// Clears the running flag when the commit thread ends, by return or panic.
+struct ClearOnDrop(Arc<AtomicBool>);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 

@@ -15,7 +15,8 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 
 pub use commit::{Committer, WriteBatch};
 pub use records::{
-    DeviceRecord, EventRecord, MembershipRecord, RoomRecord, TokenRecord, UserRecord,
+    BlockedRoomRecord, DeviceRecord, EventRecord, MembershipRecord, RoomRecord, TokenRecord,
+    UserRecord,
 };
 
 /// Failure of the storage engine.
@@ -54,9 +55,10 @@ pub enum Map {
     Aliases,
     RoomAliases,
     Meta,
+    BlockedRooms,
 }
 
-const MAPS: [(Map, &str); 14] = [
+const MAPS: [(Map, &str); 15] = [
     (Map::Users, "userid_user"),
     (Map::Tokens, "tokenhash_device"),
     (Map::Devices, "userid_deviceid_device"),
@@ -71,6 +73,7 @@ const MAPS: [(Map, &str); 14] = [
     (Map::Filters, "userid_filterid_filter"),
     (Map::Aliases, "alias_roomid"),
     (Map::Meta, "meta"),
+    (Map::BlockedRooms, "roomid_blocked"),
 ];
 
 /// Handles to the database and its keyspaces; cheap to clone.

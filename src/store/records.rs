@@ -66,3 +66,13 @@ pub struct MembershipRecord {
     pub event_id: String,
     pub pos: u64,
 }
+
+/// `roomid_blocked`: a room deleted through the admin API, which no one may
+/// join again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BlockedRoomRecord {
+    /// The admin who deleted the room.
+    pub blocked_by: String,
+    /// When the room was deleted, in milliseconds since the Unix epoch.
+    pub blocked_ts: u64,
+}

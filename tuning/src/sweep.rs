@@ -48,6 +48,9 @@ pub fn run_one(plan: &SweepPlan<'_>, shards: usize) -> Result<Point, String> {
             &listen,
             "--log",
             "warn",
+            // A sweep measures capacity, so request rate limits stay off.
+            "--rate-limits",
+            "false",
         ])
         .arg("--data-dir")
         .arg(&data_dir)

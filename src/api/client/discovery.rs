@@ -2,6 +2,8 @@
 //! `GET /.well-known/matrix/client`, `GET /_matrix/client/v3/capabilities`,
 //! `GET /health`, `/health/live` and `/health/ready`.
 
+use std::rc::Rc;
+
 use serde_json::{Value, json};
 
 use crate::{
@@ -62,12 +64,37 @@ pub fn live() -> Value {
     json!({ "status": "alive" })
 }
 
-/// `GET /health/ready`: 503 naming the failing check when a store read
-/// fails.
-pub fn ready(shard: &Shard) -> ApiResult<Value> {
-    match shard.store.get(Map::Meta, b"ready-probe") {
-        Ok(_) => Ok(json!({ "status": "ready", "checks": { "database": "ok", "cache": "ok" } })),
-        Err(error) => Err(MatrixError::unavailable(format!("database check failed: {error}"))
-            .with_extra(json!({ "status": "unavailable", "checks": { "database": "failed", "cache": "ok" } }))),
+/// How long `/health/ready` waits for each shard to answer.
+const SHARD_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `GET /health/ready`: every shard answers within two seconds, the store
+/// reads and its commit thread runs. Otherwise 503, naming the failing check:
+/// `database` for the store, and a `shards` entry listing the shards that did
+/// not answer.
+pub async fn ready(shard: &Rc<Shard>) -> ApiResult<Value> {
+    let database = match shard.store.get(Map::Meta, b"ready-probe") {
+        Ok(_) if shard.committer.is_running() => "ok".to_owned(),
+        Ok(_) => "failed: the commit thread has stopped".to_owned(),
+        Err(error) => format!("failed: {error}"),
+    };
+    let mut silent = Vec::new();
+    for target in 0..shard.nr_shards() {
+        let probe = shard.on_shard(target, |_| async {});
+        if !matches!(
+            monoio::time::timeout(SHARD_PROBE_TIMEOUT, probe).await,
+            Ok(Ok(()))
+        ) {
+            silent.push(target);
+        }
     }
+    let mut checks = json!({ "database": database, "cache": "ok" });
+    if silent.is_empty() && database == "ok" {
+        return Ok(json!({ "status": "ready", "checks": checks }));
+    }
+    if !silent.is_empty() {
+        checks["shards"] = json!(format!("failed: shards {silent:?} did not answer"));
+    }
+    tracing::warn!(shard_id = shard.id, %checks, "readiness check failed");
+    Err(MatrixError::unavailable("The server is not ready")
+        .with_extra(json!({ "status": "unavailable", "checks": checks })))
 }

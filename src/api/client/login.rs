@@ -42,7 +42,8 @@ pub fn flows() -> Value {
 /// `POST /_matrix/client/v3/login` with `m.login.password` and `m.id.user`.
 ///
 /// Unknown users and wrong passwords get the same `M_FORBIDDEN` after the
-/// same amount of hashing work.
+/// same amount of hashing work. A deactivated account with the right
+/// password gets `M_USER_DEACTIVATED`.
 pub async fn login(shard: &Rc<Shard>, request: &ApiRequest) -> ApiResult<Value> {
     let body: LoginBody = request.body()?;
     if body.kind != "m.login.password" {
@@ -73,19 +74,30 @@ pub async fn login(shard: &Rc<Shard>, request: &ApiRequest) -> ApiResult<Value> 
             .get_json::<UserRecord>(Map::Users, user_id.as_bytes())?,
         None => None,
     };
-    let stored_hash = record
-        .as_ref()
-        .filter(|r| !r.deactivated)
-        .and_then(|r| r.password_hash.clone());
+    let stored_hash = record.as_ref().and_then(|r| r.password_hash.clone());
     let verified = shard.passwords.verify(password, stored_hash).await;
     let (true, Some(user_id)) = (verified, user_id) else {
         return Err(MatrixError::forbidden("Invalid username or password"));
     };
+    if record.is_some_and(|r| r.deactivated) {
+        return Err(deactivated());
+    }
 
     let (device_id, display_name) = (body.device_id, body.initial_device_display_name);
     let owner = shard.owner(&user_id);
     shard
         .on_shard(owner, move |shard| async move {
+            // Deactivation also runs on this shard. Either this read returns
+            // the deactivated account, or this device is queued before
+            // deactivation's last sweep of the account's devices.
+            match shard
+                .store
+                .get_json::<UserRecord>(Map::Users, user_id.as_bytes())?
+            {
+                Some(current) if current.deactivated => return Err(deactivated()),
+                Some(_) => {}
+                None => return Err(MatrixError::forbidden("Invalid username or password")),
+            }
             let mut batch = WriteBatch::default();
             let issued = issue_device(&shard, &mut batch, &user_id, device_id, display_name)?;
             shard.committer.commit(batch).await?;
@@ -102,6 +114,10 @@ pub async fn login(shard: &Rc<Shard>, request: &ApiRequest) -> ApiResult<Value> 
             }))
         })
         .await?
+}
+
+fn deactivated() -> MatrixError {
+    MatrixError::user_deactivated("This account has been deactivated")
 }
 
 /// Normalizes a login name (`alice` or `@alice:server`) to a local user ID.

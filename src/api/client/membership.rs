@@ -107,6 +107,7 @@ async fn join_as(
     sender: OwnedUserId,
     reason: Option<String>,
 ) -> ApiResult<Value> {
+    crate::api::admin::check_not_blocked(shard, room_id)?;
     let room = shard.room(room_id)?;
     append(
         shard,

@@ -27,6 +27,8 @@ use super::{
 };
 use crate::shard::Shard;
 
+pub(crate) use login::{IssuedDevice, issue_device};
+
 /// Runs the handler of `request.route`.
 pub async fn handle(shard: &Rc<Shard>, request: &ApiRequest) -> ApiResult<Value> {
     match &request.route {
@@ -35,7 +37,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &ApiRequest) -> ApiResult<Value>
         Route::ServerKeys => super::server_keys::server_keys(shard),
         Route::Health => Ok(discovery::health()),
         Route::HealthLive => Ok(discovery::live()),
-        Route::HealthReady => discovery::ready(shard),
+        Route::HealthReady => discovery::ready(shard).await,
         Route::Metrics => Err(super::error::MatrixError::unrecognized(
             "Metrics are served by the dispatcher",
         )),
@@ -62,6 +64,11 @@ pub async fn handle(shard: &Rc<Shard>, request: &ApiRequest) -> ApiResult<Value>
         Route::Alias(AliasAction::Put, alias) => directory::put(shard, request, alias).await,
         Route::Alias(AliasAction::Delete, alias) => directory::delete(shard, request, alias).await,
         Route::Room(room_id, action) => room(shard, request, room_id, action).await,
+        Route::SharedSecretNonce => crate::api::admin::shared_secret_nonce(shard).await,
+        Route::SharedSecretRegister => {
+            crate::api::admin::shared_secret_register(shard, request).await
+        }
+        Route::Admin(route) => crate::api::admin::handle(shard, request, route).await,
     }
 }
 
