@@ -14,6 +14,9 @@ pub mod keys;
 pub mod pdu;
 #[cfg(test)]
 mod redaction_tests;
+pub mod resolve;
+#[cfg(test)]
+mod resolve_tests;
 #[cfg(test)]
 mod signing_tests;
 pub mod state;

@@ -249,6 +249,8 @@ pub struct Snapshot {
 pub struct TestRoom {
     pub room: Room,
     key: SigningKey,
+    /// The PKCS#8 document of `key`, to give a fork the same key.
+    document: Vec<u8>,
     pos: u64,
 }
 
@@ -264,7 +266,7 @@ impl TestRoom {
         };
         let room_id = OwnedRoomId::try_from(room_id).unwrap();
         let creator = OwnedUserId::try_from(user(CREATOR)).unwrap();
-        let document = Ed25519KeyPair::generate();
+        let document = Ed25519KeyPair::generate().to_vec();
         let pair = Ed25519KeyPair::from_der(&document, "test".to_owned()).unwrap();
         let public_base64 =
             base64::engine::general_purpose::STANDARD_NO_PAD.encode(pair.public_key());
@@ -275,7 +277,40 @@ impl TestRoom {
                 public_base64,
                 old_keys: Vec::new(),
             },
+            document,
             pos: 0,
+        }
+    }
+
+    /// Returns a copy of the room at its current state and newest event, to
+    /// build a branch that forks from here.
+    pub fn fork(&self) -> Self {
+        let source = &self.room;
+        let mut room = Room::new(
+            source.room_id.clone(),
+            source.version.clone(),
+            source.rules.clone(),
+            source.creator.clone(),
+            source.created_ts,
+        );
+        for pdu in source.state.values() {
+            room.set_state(pdu.clone());
+        }
+        room.forward_extremities
+            .clone_from(&source.forward_extremities);
+        room.last_event.clone_from(&source.last_event);
+        room.depth = source.depth;
+        room.last_pos = source.last_pos;
+        let pair = Ed25519KeyPair::from_der(&self.document, "test".to_owned()).unwrap();
+        Self {
+            room,
+            key: SigningKey {
+                pair,
+                public_base64: self.key.public_base64.clone(),
+                old_keys: Vec::new(),
+            },
+            document: self.document.clone(),
+            pos: self.pos,
         }
     }
 
