@@ -36,8 +36,20 @@ fn main() {
 
 fn rotate_signing_key(config: &config::Config) {
     let now_ms = eltrix::shard::now_millis();
-    let rotated = std::fs::create_dir_all(&config.data_dir)
-        .and_then(|()| eltrix::room::keys::rotate(&config.data_dir, now_ms));
+    if !config.data_dir.join("signing.key").exists() {
+        eprintln!(
+            "eltrix: no signing key in {} to rotate; start the server once to create one",
+            config.data_dir.display()
+        );
+        std::process::exit(1);
+    }
+    // Opening the store fails while a server holds the data directory, which
+    // would keep signing with the old key until it restarts.
+    if let Err(error) = eltrix::store::Store::open(&config.data_dir) {
+        eprintln!("eltrix: {error}");
+        std::process::exit(1);
+    }
+    let rotated = eltrix::room::keys::rotate(&config.data_dir, now_ms);
     match rotated {
         Ok((old_id, new_id)) => {
             println!("signing key {new_id} replaces {old_id}, now listed in old_verify_keys");

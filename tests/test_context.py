@@ -52,7 +52,8 @@ def test_tokens_continue_with_messages(alice, room):
 def test_state_at_last_event_returned(alice, room):
     ids = [alice.send_message(room, f"m{index}") for index in range(3)]
     alice.set_state(room, "m.room.name", "", {"name": "After"})
-    body = expect_ok(context(alice, room, ids[0], limit=2, filter=MESSAGES_ONLY))
+    state_types = ["m.room.message", "m.room.name", "m.room.create", "m.room.member", "m.room.power_levels"]
+    body = expect_ok(context(alice, room, ids[0], limit=2, filter=json.dumps({"types": state_types})))
     names = [
         event["content"]["name"] for event in body["state"] if event["type"] == "m.room.name"
     ]
@@ -106,3 +107,9 @@ def test_invalid_limit(alice, room, limit):
 def test_invalid_filter(alice, room):
     event_id = alice.send_message(room, "x")
     assert_error(context(alice, room, event_id, filter="{nope"), 400, {"M_BAD_JSON", "M_NOT_JSON"})
+
+
+def test_filter_applies_to_state(alice, room):
+    event_id = alice.send_message(room, "x")
+    body = expect_ok(context(alice, room, event_id, limit=2, filter=json.dumps({"types": ["m.room.name"]})))
+    assert [event["type"] for event in body["state"]] == ["m.room.name"]

@@ -165,3 +165,19 @@ def test_first_uia_response_has_no_errcode(hs):
     assert "errcode" not in body, body
     assert body["flows"] and body["session"]
     expect_ok(hs.get("/health"))
+
+
+def test_head_response_has_no_body(hs):
+    with socket.create_connection((hs.host, hs.port), timeout=5) as sock:
+        sock.sendall(b"HEAD /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        received = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+    first, _, rest = received.partition(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 ")
+    # The next bytes are the second response, not a body of the first.
+    assert rest.startswith(b"HTTP/1.1 200"), rest[:80]

@@ -155,3 +155,12 @@ def test_invalid_limit_config_is_rejected(tmp_path):
     )
     assert result.returncode == 2
     assert "rate_limits.message.per_user" in result.stderr
+
+
+def test_upgrade_counts_as_room_creation(start_server, tmp_path):
+    hs = limited_server(start_server, tmp_path)
+    alice = hs.register_on_shard("alice", 0)
+    room_id = alice.create_room()
+    new_room = expect_ok(alice.post(f"rooms/{q(room_id)}/upgrade", {"new_version": "12"}))
+    assert new_room["replacement_room"]
+    assert_limited(alice.post(f"rooms/{q(room_id)}/upgrade", {"new_version": "12"}))

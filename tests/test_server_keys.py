@@ -113,3 +113,25 @@ def test_rotation_moves_key_to_old_keys(start_server):
     rotate(first.data_dir)
     third = start_server(shards=2, data_dir=first.data_dir)
     assert set(fetch_keys(third)["old_verify_keys"]) == {old_id, new_id}
+
+
+def test_rotation_needs_an_existing_key(tmp_path):
+    result = subprocess.run(
+        [str(default_binary()), "--data-dir", str(tmp_path / "empty"), "--rotate-signing-key"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert "no signing key" in result.stderr
+
+
+def test_rotation_refused_while_server_runs(hs):
+    result = subprocess.run(
+        [str(default_binary()), "--data-dir", str(hs.data_dir), "--rotate-signing-key"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert "in use" in result.stderr

@@ -57,6 +57,10 @@ def test_upgrade_between_versions(alice, old_version, new_version):
     levels = alice.state_content(new_room, "m.room.power_levels")
     if new_version in PRIVILEGED_CREATORS:
         assert alice.user_id not in levels.get("users", {})
+    elif old_version in PRIVILEGED_CREATORS:
+        # A creator's unlimited power becomes the highest level in use:
+        # version 12 rooms require 150 for the tombstone by default.
+        assert levels["users"][alice.user_id] == max(100, levels["events"]["m.room.tombstone"])
     else:
         assert levels["users"][alice.user_id] == 100
 
@@ -184,3 +188,40 @@ def test_get_is_not_allowed(alice):
     room_id = alice.create_room()
     resp = alice.get(f"rooms/{q(room_id)}/upgrade")
     assert_error(resp, 405, "M_UNRECOGNIZED")
+
+
+def test_upgrade_chain_through_v12_and_back(alice):
+    room_id = alice.create_room(room_version="12")
+    older = upgraded(alice, room_id, "11")
+    newer = upgraded(alice, older, "12")
+    assert alice.state_content(newer, "m.room.create")["predecessor"]["room_id"] == older
+
+
+def test_concurrent_upgrades_make_one_room(alice):
+    import threading
+
+    room_id = alice.create_room(room_alias_name=unique("racing"))
+    results: list = []
+
+    def attempt() -> None:
+        results.append(upgrade(alice, room_id, "12"))
+
+    threads = [threading.Thread(target=attempt) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    succeeded = [resp for resp in results if resp.status_code == 200]
+    for resp in results:
+        if resp.status_code != 200:
+            assert_error(resp, 409, "M_UNKNOWN")
+    tombstone = alice.state_content(room_id, "m.room.tombstone")["replacement_room"]
+    replacements = {resp.json()["replacement_room"] for resp in succeeded}
+    assert tombstone in replacements
+    assert len(succeeded) >= 1
+
+
+def test_invalid_additional_creators_ignored_before_v12(alice):
+    room_id = alice.create_room()
+    new_room = upgraded(alice, room_id, "11", additional_creators=["junk"])
+    assert "additional_creators" not in alice.state_content(new_room, "m.room.create")

@@ -104,7 +104,7 @@ pub enum ConfigError {
     NoRegistrationToken,
     #[error("registration_shared_secret must not be empty; remove it to turn the endpoint off")]
     EmptySharedSecret,
-    #[error("invalid {0}: per_second must be above 0 and burst at least 1")]
+    #[error("invalid {0}: per_second must be at least 1/86400 (one a day) and burst at least 1")]
     RateLimit(String),
 }
 

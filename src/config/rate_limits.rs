@@ -3,6 +3,9 @@
 
 use serde::Deserialize;
 
+/// Slowest accepted refill: one request a day.
+const MIN_PER_SECOND: f64 = 1.0 / 86_400.0;
+
 /// One token bucket: `burst` requests at once, refilled at `per_second`.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -82,7 +85,7 @@ impl RateLimits {
         for (name, limits) in actions {
             for (key, bucket) in [("per_user", limits.per_user), ("per_ip", limits.per_ip)] {
                 if let Some(bucket) = bucket
-                    && !(bucket.per_second > 0.0
+                    && !(bucket.per_second >= MIN_PER_SECOND
                         && bucket.per_second.is_finite()
                         && bucket.burst >= 1.0
                         && bucket.burst.is_finite())

@@ -112,15 +112,25 @@ async fn serve_connection<H, Fut>(
             Some(parsed) => parsed,
             None => return,
         };
-        let (response, keep_alive) = match parsed {
-            Parsed::Request(request, keep_alive) => (handler(request).await, keep_alive),
+        let (response, keep_alive, head_only) = match parsed {
+            Parsed::Request(request, keep_alive) => {
+                let head_only = request.method == "HEAD";
+                (handler(request).await, keep_alive, head_only)
+            }
             Parsed::Reject(status, errcode, message) => {
-                (error_response(status, errcode, message), false)
+                (error_response(status, errcode, message), false, false)
             }
         };
-        if write_response(&mut stream, response, keep_alive, limits.request_timeout)
-            .await
-            .is_err()
+
+        if write_response(
+            &mut stream,
+            response,
+            keep_alive,
+            head_only,
+            limits.request_timeout,
+        )
+        .await
+        .is_err()
             || !keep_alive
         {
             return;
@@ -362,10 +372,13 @@ fn error_response(status: u16, errcode: &str, message: &str) -> HttpResponse {
     HttpResponse::json(status, body.to_string().into_bytes())
 }
 
+/// Writes `response`. A response to HEAD (`head_only`) has no content
+/// (RFC 9110, 9.3.2), and its content-length is the size of the body left out.
 async fn write_response(
     stream: &mut TcpStream,
     response: HttpResponse,
     keep_alive: bool,
+    head_only: bool,
     timeout: Duration,
 ) -> std::io::Result<()> {
     use std::fmt::Write as _;
@@ -391,7 +404,9 @@ async fn write_response(
         "connection: close\r\n\r\n"
     });
     let mut bytes = head.into_bytes();
-    bytes.extend_from_slice(&response.body);
+    if !head_only {
+        bytes.extend_from_slice(&response.body);
+    }
     let canceller = Canceller::new();
     let write = CancelableAsyncWriteRentExt::write_all(stream, bytes, canceller.handle());
     let mut write = std::pin::pin!(write);

@@ -42,8 +42,10 @@ impl BucketState {
         }
         self.tokens = tokens;
         let wait_secs = (1.0 - tokens) / bucket.per_second;
-        // Rounded up, so a client that waits exactly this long finds a token.
-        Err((wait_secs * 1000.0).ceil() as u64)
+        // Rounded up, so a client that waits exactly this long finds a token,
+        // and kept within the integers that Matrix JSON allows.
+        const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
+        Err((wait_secs * 1000.0).ceil().min(MAX_SAFE_INTEGER) as u64)
     }
 }
 

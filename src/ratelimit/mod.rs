@@ -35,11 +35,15 @@ impl Action {
     pub fn of(route: &Route) -> Option<Self> {
         match route {
             Route::Login => Some(Self::Login),
-            Route::Register | Route::SharedSecretRegister => Some(Self::Registration),
+            Route::Register | Route::SharedSecretRegister | Route::SharedSecretNonce => {
+                Some(Self::Registration)
+            }
             Route::CreateRoom => Some(Self::CreateRoom),
             Route::JoinByIdOrAlias(_) => Some(Self::Join),
             Route::Room(_, action) => match action {
                 RoomAction::Join | RoomAction::Invite => Some(Self::Join),
+                // An upgrade creates a room.
+                RoomAction::Upgrade => Some(Self::CreateRoom),
                 RoomAction::Send(..) | RoomAction::PutState(..) | RoomAction::Redact(..) => {
                     Some(Self::Message)
                 }

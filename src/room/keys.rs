@@ -114,10 +114,28 @@ fn read_pair(path: &Path) -> io::Result<Ed25519KeyPair> {
             path.display()
         )));
     };
+    let invalid = |what: &str| {
+        io::Error::other(format!(
+            "invalid {what} in signing key file {}",
+            path.display()
+        ))
+    };
+    if !valid_version(version) {
+        return Err(invalid("key version (expected letters, digits and _)"));
+    }
     let document = base64::engine::general_purpose::STANDARD
         .decode(encoded)
-        .map_err(io::Error::other)?;
-    Ed25519KeyPair::from_der(&document, version.to_owned()).map_err(io::Error::other)
+        .map_err(|_| invalid("base64 key"))?;
+    Ed25519KeyPair::from_der(&document, version.to_owned()).map_err(|_| invalid("PKCS#8 key"))
+}
+
+/// Returns whether `version` is a valid key version: letters, digits and
+/// `_`, as the key ID grammar allows.
+fn valid_version(version: &str) -> bool {
+    !version.is_empty()
+        && version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn public_base64(pair: &Ed25519KeyPair) -> String {
@@ -129,7 +147,12 @@ fn read_old_keys(dir: &Path) -> io::Result<Vec<OldKey>> {
     let text = match fs::read_to_string(&path) {
         Ok(text) => text,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(error) => return Err(error),
+        Err(error) => {
+            return Err(io::Error::other(format!(
+                "failed to read {}: {error}",
+                path.display()
+            )));
+        }
     };
     text.lines()
         .filter(|line| !line.trim().is_empty())
@@ -146,7 +169,11 @@ fn read_old_keys(dir: &Path) -> io::Result<Vec<OldKey>> {
             else {
                 return Err(invalid());
             };
-            if !key_id.starts_with("ed25519:") {
+            let version_ok = key_id.strip_prefix("ed25519:").is_some_and(valid_version);
+            let key_ok = base64::engine::general_purpose::STANDARD_NO_PAD
+                .decode(public)
+                .is_ok_and(|bytes| bytes.len() == 32);
+            if !version_ok || !key_ok {
                 return Err(invalid());
             }
             Ok(OldKey {
@@ -212,6 +239,24 @@ mod tests {
         assert_eq!(first.key_id(), again.key_id());
         assert_eq!(first.public_base64, again.public_base64);
         assert!(again.old_keys.is_empty());
+    }
+
+    #[test]
+    fn invalid_key_files_are_errors() {
+        let dir = TempDir::new();
+        let key = SigningKey::load_or_create(dir.path()).unwrap();
+        let line = format!("ed25519:a_x!! {} 1\n", key.public_base64);
+        fs::write(dir.path().join(OLD_KEYS_FILE), line).unwrap();
+        assert!(read_old_keys(dir.path()).is_err());
+        fs::write(
+            dir.path().join(OLD_KEYS_FILE),
+            "ed25519:a_x !!!<script> 1\n",
+        )
+        .unwrap();
+        assert!(read_old_keys(dir.path()).is_err());
+        fs::write(dir.path().join(KEY_FILE), "ed25519 bad-version! AAAA\n").unwrap();
+        let error = read_pair(&dir.path().join(KEY_FILE)).unwrap_err();
+        assert!(error.to_string().contains("signing.key"), "{error}");
     }
 
     #[test]

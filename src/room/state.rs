@@ -48,6 +48,9 @@ pub struct Room {
     /// Sends whose event is built but not yet durable, so a retry with the
     /// same transaction ID waits for it instead of creating a second event.
     pub pending_txns: HashMap<TxnKey, (OwnedEventId, Rc<Notify>)>,
+    /// Set while an upgrade of the room runs, so that concurrent upgrades do
+    /// not create several replacement rooms.
+    pub upgrading: bool,
 }
 
 impl Room {
@@ -75,6 +78,7 @@ impl Room {
             depth: 0,
             last_pos: 0,
             pending_txns: HashMap::new(),
+            upgrading: false,
         }
     }
 

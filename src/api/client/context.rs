@@ -83,9 +83,11 @@ pub fn context(
     let start = position_of(&before).unwrap_or(pos);
     let end = position_of(&after).unwrap_or(pos);
     let now = now_millis();
+    // The filter applies to the state as well as to the events around.
     let state: Vec<Value> = history::state_at(&shard.store, room_id.as_str(), end)?
         .values()
         .filter_map(|id| client_format::load(shard, id, Some(viewer(auth)), now))
+        .filter(|event| event_filter.matches(&event.event.client))
         .map(|event| event.to_value())
         .collect();
     let strip = |events: Vec<(u64, Value)>| -> Vec<Value> {

@@ -75,13 +75,23 @@ pub async fn upgrade(
     let user = request.auth()?.user_id.clone();
     let body: UpgradeBody = request.body()?;
     let (new_version, new_rules) = versions::rules_for(&body.new_version)?;
-    let additional: Vec<OwnedUserId> = body
-        .additional_creators
-        .iter()
-        .map(|id| parse_user_id(id))
-        .collect::<ApiResult<_>>()?;
+    // The field is ignored when the new version has no additional creators.
+    let additional: Vec<OwnedUserId> = if new_rules.authorization.additional_room_creators {
+        body.additional_creators
+            .iter()
+            .map(|id| parse_user_id(id))
+            .collect::<ApiResult<_>>()?
+    } else {
+        Vec::new()
+    };
     let room = member_room(shard, room_id)?;
     let old = read_old_room(shard, &room.borrow(), &user)?;
+    if room.borrow().upgrading {
+        return Err(MatrixError::conflict(
+            "An upgrade of this room is already in progress",
+        ));
+    }
+    let _upgrading = Upgrading::start(&room);
 
     let mut creation_content = JsonMap::new();
     let mut predecessor = JsonMap::new();
@@ -148,6 +158,22 @@ pub async fn upgrade(
         "upgraded room"
     );
     Ok(json!({ "replacement_room": new_room_id }))
+}
+
+/// Marks a room as being upgraded until dropped, on every exit path.
+struct Upgrading<'a>(&'a std::cell::RefCell<Room>);
+
+impl<'a> Upgrading<'a> {
+    fn start(room: &'a std::cell::RefCell<Room>) -> Self {
+        room.borrow_mut().upgrading = true;
+        Self(room)
+    }
+}
+
+impl Drop for Upgrading<'_> {
+    fn drop(&mut self) {
+        self.0.borrow_mut().upgrading = false;
+    }
 }
 
 fn read_old_room(shard: &Shard, room: &Room, user: &OwnedUserId) -> ApiResult<OldRoom> {
@@ -284,7 +310,11 @@ impl NewLevels {
                 users.remove(creator.as_str());
             }
         } else if user_had_creator_power && !users.contains_key(user.as_str()) {
-            users.insert(user.to_string(), json!(100));
+            // A creator's unlimited power becomes the highest level the
+            // room uses, so the upgrader can still send every event type,
+            // including the tombstone of a later upgrade.
+            let highest = max_level(&Value::Object(object.clone())).max(100);
+            users.insert(user.to_string(), json!(highest));
         }
         object.insert("users".to_owned(), Value::Object(users));
 
@@ -385,6 +415,14 @@ mod tests {
         let old = json!({ "users": { "@b:x": 50 } });
         let levels = NewLevels::new(Some(&old), &user("@a:x"), &[user("@a:x")], true, false);
         assert_eq!(levels.initial["users"]["@a:x"], 100);
+        assert!(levels.last.is_none());
+    }
+
+    #[test]
+    fn privileged_creator_gets_highest_level() {
+        let old = json!({ "events": { "m.room.tombstone": 150 }, "users": { "@b:x": 50 } });
+        let levels = NewLevels::new(Some(&old), &user("@a:x"), &[user("@a:x")], true, false);
+        assert_eq!(levels.initial["users"]["@a:x"], 150);
         assert!(levels.last.is_none());
     }
 }
