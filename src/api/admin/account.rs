@@ -16,28 +16,9 @@ use crate::{
     store::{Map, StoreError, UserRecord, WriteBatch},
 };
 
-/// Checks a requested localpart and returns the full user ID. The rules are
-/// those of `POST /register`: lowercase letters, digits and `._=-/+`, and
-/// at most 255 bytes for the whole ID.
-///
-/// # Errors
-///
-/// `M_INVALID_USERNAME` naming the rule that failed.
-pub fn validate_localpart(localpart: &str, server_name: &str) -> ApiResult<String> {
-    let allowed = |c: char| matches!(c, 'a'..='z' | '0'..='9' | '.' | '_' | '=' | '-' | '/' | '+');
-    if localpart.is_empty() || !localpart.chars().all(allowed) {
-        return Err(MatrixError::invalid_username(
-            "User ID may only contain a-z, 0-9, and the characters . _ = - / +",
-        ));
-    }
-    let user_id = format!("@{localpart}:{server_name}");
-    if user_id.len() > 255 {
-        return Err(MatrixError::invalid_username(
-            "User ID is longer than 255 bytes",
-        ));
-    }
-    Ok(user_id)
-}
+/// The localpart rules of registration, which accounts created by an admin
+/// follow too.
+pub(crate) use crate::api::client::validate_localpart;
 
 /// Checks a password for an account created by an admin.
 ///

@@ -28,6 +28,7 @@ use super::{
 use crate::shard::Shard;
 
 pub(crate) use login::{IssuedDevice, issue_device};
+pub(crate) use register::validate_localpart;
 
 /// Runs the handler of `request.route`.
 pub async fn handle(shard: &Rc<Shard>, request: &ApiRequest) -> ApiResult<Value> {

@@ -156,8 +156,13 @@ fn token_is_valid(shard: &Shard, token: &str) -> bool {
         .any(|valid| hashes_equal(valid, token))
 }
 
-/// Checks a localpart and returns the full user ID.
-fn validate_localpart(localpart: &str, server_name: &str) -> ApiResult<String> {
+/// Checks a localpart and returns the full user ID: lowercase letters,
+/// digits and `._=-/+`, and at most 255 bytes for the whole ID.
+///
+/// # Errors
+///
+/// `M_INVALID_USERNAME` naming the rule that failed.
+pub fn validate_localpart(localpart: &str, server_name: &str) -> ApiResult<String> {
     let allowed = |c: char| matches!(c, 'a'..='z' | '0'..='9' | '.' | '_' | '=' | '-' | '/' | '+');
     if localpart.is_empty() || !localpart.chars().all(allowed) {
         return Err(MatrixError::invalid_username(
