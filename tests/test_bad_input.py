@@ -825,3 +825,12 @@ def test_sync_unknown_filter_id(world):
     resp = world.alice.get("sync", params={"filter": "no-such-filter-42"})
     assert_error(resp, {400, 404}, {"M_INVALID_PARAM", "M_NOT_FOUND"})
     world.check_intact()
+
+
+@pytest.mark.parametrize("body", [b"[]", b"1", b'"text"', b"null"])
+def test_non_object_body_is_bad_json(hs, body):
+    alice = hs.register_on_shard(unique("nonobject"), 0)
+    headers = {"Authorization": f"Bearer {alice.access_token}"}
+    resp = hs.raw("POST", "createRoom", body, headers)
+    error = assert_error(resp, 400, "M_BAD_JSON")
+    assert "object" in error["error"]

@@ -34,8 +34,11 @@ impl ApiRequest {
     /// `M_NOT_JSON` for bytes that are not JSON (including invalid UTF-8),
     /// `M_BAD_JSON` for JSON of the wrong shape.
     pub fn body<T: DeserializeOwned>(&self) -> ApiResult<T> {
-        let value = self.body_value()?;
-        serde_json::from_value(value).map_err(|error| MatrixError::bad_json(error.to_string()))
+        // Every request body of the APIs served is a JSON object, and
+        // checking that first keeps serde's type names out of the error.
+        let object = self.body_object()?;
+        serde_json::from_value(Value::Object(object))
+            .map_err(|error| MatrixError::bad_json(error.to_string()))
     }
 
     /// Parses the body as a JSON object.
