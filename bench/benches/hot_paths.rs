@@ -135,14 +135,7 @@ fn sample_room(key: &SigningKey) -> (Room, OwnedUserId) {
     for (pos, draft) in drafts.iter().enumerate() {
         let pdu = builder::build(&room, draft, ORIGIN, key, pos as u64 + 1, 1_700_000_000_000)
             .expect("builds");
-        let pdu = Arc::new(pdu);
-        if pos == 0 {
-            room.room_id = pdu.room_id.clone();
-        }
-        room.set_state(pdu.clone());
-        room.forward_extremities = vec![pdu.event_id.clone()];
-        room.last_event = Some(pdu);
-        room.depth += 1;
+        room.apply(&Arc::new(pdu));
     }
     (room, creator)
 }

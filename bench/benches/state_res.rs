@@ -46,35 +46,14 @@ impl Builder {
         )
         .expect("event builds");
         let pdu = Arc::new(pdu);
-        if kind == "m.room.create" {
-            self.room.room_id = pdu.room_id.clone();
-        }
-        self.room.set_state(pdu.clone());
-        self.room.forward_extremities = vec![pdu.event_id.clone()];
-        self.room.depth = pdu.depth;
-        self.room.last_event = Some(pdu.clone());
+        self.room.apply(&pdu);
         self.events.insert(pdu.event_id.clone(), pdu);
     }
 
     /// Returns a builder at the same state and newest event.
     fn fork(&self) -> Self {
-        let source = &self.room;
-        let mut room = Room::new(
-            source.room_id.clone(),
-            source.version.clone(),
-            source.rules.clone(),
-            source.creator.clone(),
-            source.created_ts,
-        );
-        for pdu in source.state.values() {
-            room.set_state(pdu.clone());
-        }
-        room.forward_extremities
-            .clone_from(&source.forward_extremities);
-        room.last_event.clone_from(&source.last_event);
-        room.depth = source.depth;
         Self {
-            room,
+            room: self.room.branch(),
             key: self.key.clone(),
             events: HashMap::new(),
             pos: self.pos,

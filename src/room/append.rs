@@ -80,7 +80,7 @@ pub fn prepare(
     for draft in drafts {
         match build_one(shard, room, &draft) {
             Ok(pdu) => {
-                apply(room, &pdu);
+                room.apply(&pdu);
                 stage(shard, room, &pdu, &draft, &mut batch)?;
                 pdus.push(pdu);
             }
@@ -187,17 +187,6 @@ impl Snapshot {
     }
 }
 
-fn apply(room: &mut Room, pdu: &Arc<Pdu>) {
-    if pdu.kind == TimelineEventType::RoomCreate {
-        room.room_id = pdu.room_id.clone();
-    }
-    room.set_state(pdu.clone());
-    room.forward_extremities = vec![pdu.event_id.clone()];
-    room.last_event = Some(pdu.clone());
-    room.depth = pdu.depth;
-    room.last_pos = pdu.pos;
-}
-
 fn stage(
     shard: &Shard,
     room: &Room,
@@ -261,8 +250,8 @@ fn stage(
 
 /// Marks the target of a redaction as redacted. The authorization rules
 /// accept any redaction event from room version 3 on, so the redaction is
-/// applied only when its sender sent the target or has the `redact` level;
-/// otherwise the event stays in the timeline without effect.
+/// applied only when its sender sent the target or has the `redact` level.
+/// Otherwise the event stays in the timeline without effect.
 fn stage_redaction(
     shard: &Shard,
     room: &Room,
@@ -277,9 +266,12 @@ fn stage_redaction(
         return Ok(());
     };
     let sender = redaction.sender.as_str();
-    let own_event = record.pdu.get("sender").and_then(serde_json::Value::as_str) == Some(sender);
-    let allowed = own_event || room.user_power(sender) >= room.required_power("redact", 50);
-    if !allowed {
+    let target_sender = record
+        .pdu
+        .get("sender")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default();
+    if !room.may_redact(sender, target_sender) {
         tracing::info!(
             redaction_id = %redaction.event_id,
             target,

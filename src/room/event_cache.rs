@@ -72,18 +72,6 @@ impl EventCache {
         self.entries.borrow_mut().remove(event_id);
     }
 
-    /// Returns the number of cached events.
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.entries.borrow().len()
-    }
-
-    /// Returns whether the cache is empty.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     fn insert(&self, event: Rc<CachedEvent>) {
         let mut entries = self.entries.borrow_mut();
         let mut order = self.order.borrow_mut();

@@ -186,13 +186,7 @@ impl Chain {
         let pdu =
             Arc::new(builder::build(&self.room, &draft, SERVER, &self.key, pos, now).unwrap());
         super::auth::check(&self.room, &pdu).unwrap();
-        if self.pdus.is_empty() {
-            self.room.room_id = pdu.room_id.clone();
-        }
-        self.room.set_state(pdu.clone());
-        self.room.forward_extremities = vec![pdu.event_id.clone()];
-        self.room.last_event = Some(pdu.clone());
-        self.room.depth = pdu.depth;
+        self.room.apply(&pdu);
         self.pdus.push(pdu.clone());
         pdu
     }

@@ -119,6 +119,42 @@ impl Room {
         Ok(Some(room))
     }
 
+    /// Applies an accepted event as the room's newest: its state, the single
+    /// forward extremity, depth and position. A create event also fixes the
+    /// room ID, which room version 12 derives from it.
+    pub fn apply(&mut self, pdu: &Arc<Pdu>) {
+        if pdu.kind == ruma::events::TimelineEventType::RoomCreate {
+            self.room_id = pdu.room_id.clone();
+        }
+        self.set_state(pdu.clone());
+        self.forward_extremities = vec![pdu.event_id.clone()];
+        self.last_event = Some(pdu.clone());
+        self.depth = pdu.depth;
+        self.last_pos = pdu.pos;
+    }
+
+    /// Returns a copy of the room at its current state and newest event,
+    /// without pending transactions, for building a branch that forks here.
+    #[must_use]
+    pub fn branch(&self) -> Self {
+        let mut room = Self::new(
+            self.room_id.clone(),
+            self.version.clone(),
+            self.rules.clone(),
+            self.creator.clone(),
+            self.created_ts,
+        );
+        for pdu in self.state.values() {
+            room.set_state(pdu.clone());
+        }
+        room.forward_extremities
+            .clone_from(&self.forward_extremities);
+        room.last_event.clone_from(&self.last_event);
+        room.depth = self.depth;
+        room.last_pos = self.last_pos;
+        room
+    }
+
     /// Makes `pdu` the current state for its type and state key.
     pub fn set_state(&mut self, pdu: Arc<Pdu>) {
         let Some(state_key) = pdu.state_key.clone() else {
@@ -225,6 +261,13 @@ impl Room {
             .or_else(|| content.get("users_default"))
             .and_then(as_level)
             .unwrap_or(0)
+    }
+
+    /// Returns whether `sender` may redact an event of `target_sender`: their
+    /// own event, or anyone's with the room's `redact` level.
+    #[must_use]
+    pub fn may_redact(&self, sender: &str, target_sender: &str) -> bool {
+        sender == target_sender || self.user_power(sender) >= self.required_power("redact", 50)
     }
 
     /// Returns the power level that `key` (for example `"redact"`) requires.

@@ -285,22 +285,7 @@ impl TestRoom {
     /// Returns a copy of the room at its current state and newest event, to
     /// build a branch that forks from here.
     pub fn fork(&self) -> Self {
-        let source = &self.room;
-        let mut room = Room::new(
-            source.room_id.clone(),
-            source.version.clone(),
-            source.rules.clone(),
-            source.creator.clone(),
-            source.created_ts,
-        );
-        for pdu in source.state.values() {
-            room.set_state(pdu.clone());
-        }
-        room.forward_extremities
-            .clone_from(&source.forward_extremities);
-        room.last_event.clone_from(&source.last_event);
-        room.depth = source.depth;
-        room.last_pos = source.last_pos;
+        let room = self.room.branch();
         let pair = Ed25519KeyPair::from_der(&self.document, "test".to_owned()).unwrap();
         Self {
             room,
@@ -369,14 +354,7 @@ impl TestRoom {
     }
 
     fn apply(&mut self, pdu: Arc<Pdu>) {
-        if pdu.kind.to_string() == "m.room.create" {
-            self.room.room_id = pdu.room_id.clone();
-        }
-        self.room.set_state(pdu.clone());
-        self.room.forward_extremities = vec![pdu.event_id.clone()];
-        self.room.depth = pdu.depth;
-        self.room.last_pos = pdu.pos;
-        self.room.last_event = Some(pdu);
+        self.room.apply(&pdu);
         self.pos += 1;
     }
 

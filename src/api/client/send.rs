@@ -129,9 +129,7 @@ fn check_may_redact(
     let room = shard.room(room_id)?;
     {
         let room = room.borrow();
-        let own_event = target_sender == auth.user_id.as_str();
-        if !own_event && room.user_power(auth.user_id.as_str()) < room.required_power("redact", 50)
-        {
+        if !room.may_redact(auth.user_id.as_str(), &target_sender) {
             return Err(MatrixError::forbidden(
                 "You may not redact other users' events",
             ));
