@@ -43,8 +43,8 @@ fn rotate_signing_key(config: &config::Config) {
         );
         std::process::exit(1);
     }
-    // Opening the store fails while a server holds the data directory, which
-    // would keep signing with the old key until it restarts.
+    // Opening the store fails while a server uses the data directory. That
+    // server would keep signing with the old key until it restarts.
     if let Err(error) = eltrix::store::Store::open(&config.data_dir) {
         eprintln!("eltrix: {error}");
         std::process::exit(1);

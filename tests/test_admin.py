@@ -18,6 +18,7 @@ from harness import (
     Homeserver,
     assert_error,
     client_path,
+    create_admin_cli,
     default_binary,
     expect_ok,
     q,
@@ -585,28 +586,6 @@ def test_shared_secret_from_environment(start_server, monkeypatch):
 
 # ---------------------------------------------------------------------------
 # `eltrix --create-admin`
-
-
-def create_admin_cli(
-    data_dir, username: str, *extra: str, stdin: str | None = None
-) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            str(default_binary()),
-            "--data-dir",
-            str(data_dir),
-            "--server-name",
-            "localhost",
-            "--create-admin",
-            username,
-            *extra,
-        ],
-        input=stdin,
-        stdin=None if stdin is not None else subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_cli_creates_admin_from_password_file(start_server, tmp_path):

@@ -7,7 +7,7 @@ import time
 
 import requests
 
-from harness import assert_error, default_binary, expect_ok, q, unique
+from harness import assert_error, create_admin_cli, default_binary, expect_ok, q, unique
 
 # Tight buckets so a burst runs out within a test: 3 at once, 2 per second.
 LIMITS = """
@@ -119,16 +119,7 @@ def test_admin_is_exempt(start_server, tmp_path):
     hs.stop()
     password_file = tmp_path / "admin-password"
     password_file.write_text("admin-password-1\n")
-    command = [
-        str(default_binary()),
-        "--data-dir",
-        str(hs.data_dir),
-        "--create-admin",
-        "root",
-        "--password-file",
-        str(password_file),
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    result = create_admin_cli(hs.data_dir, "root", "--password-file", str(password_file))
     assert result.returncode == 0, result.stderr
     config = tmp_path / "limits.toml"
     server = start_server(rate_limits=True, data_dir=hs.data_dir, extra_args=("--config", str(config)))

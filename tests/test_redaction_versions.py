@@ -9,16 +9,6 @@ from harness import assert_error, expect_ok, q, unique
 VERSIONS = [str(version) for version in range(1, 13)]
 
 
-def put_event(account, room_id: str, event_type: str, content: dict) -> str:
-    path = f"rooms/{q(room_id)}/send/{q(event_type)}/{q(unique('txn'))}"
-    return expect_ok(account.put(path, content))["event_id"]
-
-
-def put_state(account, room_id: str, event_type: str, state_key: str, content: dict) -> str:
-    path = f"rooms/{q(room_id)}/state/{q(event_type)}/{q(state_key)}"
-    return expect_ok(account.put(path, content))["event_id"]
-
-
 def redact(account, room_id: str, event_id: str) -> str:
     path = f"rooms/{q(room_id)}/redact/{q(event_id)}/{q(unique('txn'))}"
     return expect_ok(account.put(path, {"reason": "test"}))["event_id"]
@@ -41,19 +31,19 @@ def versioned_room(request, alice):
 
 def test_message_content_removed(alice, versioned_room):
     _, room_id = versioned_room
-    event_id = put_event(alice, room_id, "m.room.message", {"msgtype": "m.text", "body": "x"})
+    event_id = alice.send_event(room_id, "m.room.message", {"msgtype": "m.text", "body": "x"}, v12_id=False)
     assert redacted_content(alice, room_id, event_id) == {}
 
 
 def test_custom_state_content_removed(alice, versioned_room):
     _, room_id = versioned_room
-    event_id = put_state(alice, room_id, "org.example.state", "k", {"a": 1})
+    event_id = alice.set_state(room_id, "org.example.state", "k", {"a": 1})
     assert redacted_content(alice, room_id, event_id) == {}
 
 
 def test_join_rules_keep_allow_from_v8(alice, versioned_room):
     version, room_id = versioned_room
-    event_id = put_state(alice, room_id, "m.room.join_rules", "", {"join_rule": "public", "allow": []})
+    event_id = alice.set_state(room_id, "m.room.join_rules", "", {"join_rule": "public", "allow": []})
     expected = {"join_rule": "public"}
     if int(version) >= 8:
         expected["allow"] = []
@@ -63,7 +53,7 @@ def test_join_rules_keep_allow_from_v8(alice, versioned_room):
 def test_member_keeps_membership(alice, versioned_room):
     _, room_id = versioned_room
     content = {"membership": "join", "displayname": "Alice"}
-    event_id = put_state(alice, room_id, "m.room.member", alice.user_id, content)
+    event_id = alice.set_state(room_id, "m.room.member", alice.user_id, content)
     assert redacted_content(alice, room_id, event_id) == {"membership": "join"}
 
 
@@ -77,8 +67,8 @@ def test_client_cannot_name_join_authoriser(alice, versioned_room):
 def test_content_redacts_of_a_message_redacts_nothing(alice, bob, versioned_room):
     _, room_id = versioned_room
     bob.join(room_id)
-    target = put_event(bob, room_id, "m.room.message", {"msgtype": "m.text", "body": "keep"})
-    put_event(alice, room_id, "m.room.message", {"msgtype": "m.text", "body": "x", "redacts": target})
+    target = bob.send_event(room_id, "m.room.message", {"msgtype": "m.text", "body": "keep"}, v12_id=False)
+    alice.send_event(room_id, "m.room.message", {"msgtype": "m.text", "body": "x", "redacts": target}, v12_id=False)
     event = expect_ok(alice.get(f"rooms/{q(room_id)}/event/{q(target)}"))
     assert event["content"]["body"] == "keep"
 
@@ -86,7 +76,7 @@ def test_content_redacts_of_a_message_redacts_nothing(alice, bob, versioned_room
 def test_send_redaction_needs_the_redact_level(alice, bob, versioned_room):
     _, room_id = versioned_room
     bob.join(room_id)
-    target = put_event(alice, room_id, "m.room.message", {"msgtype": "m.text", "body": "keep"})
+    target = alice.send_event(room_id, "m.room.message", {"msgtype": "m.text", "body": "keep"}, v12_id=False)
     path = f"rooms/{q(room_id)}/send/m.room.redaction/{q(unique('txn'))}"
     resp = bob.put(path, {"redacts": target})
     assert_error(resp, 403, "M_FORBIDDEN")
@@ -96,8 +86,8 @@ def test_send_redaction_needs_the_redact_level(alice, bob, versioned_room):
 
 def test_send_redaction_by_version(alice, versioned_room):
     version, room_id = versioned_room
-    target = put_event(alice, room_id, "m.room.message", {"msgtype": "m.text", "body": "gone"})
-    redaction_id = put_event(alice, room_id, "m.room.redaction", {"redacts": target})
+    target = alice.send_event(room_id, "m.room.message", {"msgtype": "m.text", "body": "gone"}, v12_id=False)
+    redaction_id = alice.send_event(room_id, "m.room.redaction", {"redacts": target}, v12_id=False)
     event = expect_ok(alice.get(f"rooms/{q(room_id)}/event/{q(target)}"))
     assert event["content"] == {}
     redaction = expect_ok(alice.get(f"rooms/{q(room_id)}/event/{q(redaction_id)}"))
@@ -111,7 +101,7 @@ def test_send_redaction_by_version(alice, versioned_room):
 def test_history_visibility_kept(alice, versioned_room):
     _, room_id = versioned_room
     content = {"history_visibility": "joined", "extra": True}
-    event_id = put_state(alice, room_id, "m.room.history_visibility", "", content)
+    event_id = alice.set_state(room_id, "m.room.history_visibility", "", content)
     assert redacted_content(alice, room_id, event_id) == {"history_visibility": "joined"}
 
 
@@ -120,9 +110,9 @@ def test_power_levels_keep_invite_from_v11(alice, versioned_room):
     levels = expect_ok(alice.get(f"rooms/{q(room_id)}/state/m.room.power_levels/"))
     levels["notifications"] = {"room": 50}
     levels["invite"] = 10
-    old_id = put_state(alice, room_id, "m.room.power_levels", "", levels)
+    old_id = alice.set_state(room_id, "m.room.power_levels", "", levels)
     # Redact an older power levels event, so the room keeps working levels.
-    put_state(alice, room_id, "m.room.power_levels", "", levels)
+    alice.set_state(room_id, "m.room.power_levels", "", levels)
     content = redacted_content(alice, room_id, old_id)
     kept = {"ban", "events", "events_default", "kick", "redact", "state_default", "users", "users_default"}
     if int(version) >= 11:

@@ -18,12 +18,6 @@ def upgraded(account, room_id: str, version: str, **extra) -> str:
     return expect_ok(upgrade(account, room_id, version, **extra))["replacement_room"]
 
 
-def send_text(account, room_id: str, body: str) -> str:
-    """Send a message in a room of any version, whose event ID format may differ from v12."""
-    path = f"rooms/{q(room_id)}/send/m.room.message/{q(unique('txn'))}"
-    return expect_ok(account.put(path, {"msgtype": "m.text", "body": body}))["event_id"]
-
-
 @pytest.mark.parametrize("old_version", VERSIONS)
 @pytest.mark.parametrize("new_version", VERSIONS)
 def test_upgrade_between_versions(alice, old_version, new_version):
@@ -31,7 +25,9 @@ def test_upgrade_between_versions(alice, old_version, new_version):
         room_version=old_version, preset="public_chat", name="Before", topic="Kept"
     )
     alice.set_state(room_id, "m.room.history_visibility", "", {"history_visibility": "joined"})
-    last = send_text(alice, room_id, "last words")
+    last = alice.send_event(
+        room_id, "m.room.message", {"msgtype": "m.text", "body": "last words"}, v12_id=False
+    )
 
     new_room = upgraded(alice, room_id, new_version)
     assert new_room != room_id

@@ -8,7 +8,7 @@ use super::{pdu::Pdu, state::Room, versions};
 /// Checks `pdu` against the state-independent and state-dependent
 /// authorization rules of `room`'s version, and the two rules that ruma
 /// leaves to the server: a create event's `room_version` must be one this
-/// server knows, and a join authorised by a user of another server must
+/// server supports, and a join authorised by a user of another server must
 /// carry that server's signature.
 ///
 /// # Errors

@@ -91,7 +91,7 @@ pub async fn create_room(shard: &Rc<Shard>, request: &ApiRequest) -> ApiResult<V
     Ok(json!({ "room_id": room_id }))
 }
 
-/// What a new room is made of, for `createRoom` and room upgrades.
+/// The parts of a new room, for `createRoom` and room upgrades.
 pub struct NewRoom<'a> {
     pub sender: &'a OwnedUserId,
     pub version: &'a str,

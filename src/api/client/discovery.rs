@@ -64,13 +64,13 @@ pub fn live() -> Value {
     json!({ "status": "alive" })
 }
 
-/// How long `/health/ready` waits for each shard to answer.
+/// How long `/health/ready` waits for each shard to respond.
 const SHARD_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// `GET /health/ready`: every shard answers within two seconds, the store
-/// reads and its commit thread runs. Otherwise 503, naming the failing check:
-/// `database` for the store, and a `shards` entry listing the shards that did
-/// not answer.
+/// `GET /health/ready`: ready when every shard responds within two seconds,
+/// the store reads and its commit thread runs. Otherwise 503, naming the
+/// failing check: `database` for the store, and a `shards` entry listing the
+/// shards that did not respond.
 pub async fn ready(shard: &Rc<Shard>) -> ApiResult<Value> {
     let database = match shard.store.get(Map::Meta, b"ready-probe") {
         Ok(_) if shard.committer.is_running() => "ok".to_owned(),
@@ -92,7 +92,7 @@ pub async fn ready(shard: &Rc<Shard>) -> ApiResult<Value> {
         return Ok(json!({ "status": "ready", "checks": checks }));
     }
     if !silent.is_empty() {
-        checks["shards"] = json!(format!("failed: shards {silent:?} did not answer"));
+        checks["shards"] = json!(format!("failed: shards {silent:?} did not respond"));
     }
     tracing::warn!(shard_id = shard.id, %checks, "readiness check failed");
     Err(MatrixError::unavailable("The server is not ready")
