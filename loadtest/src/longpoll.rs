@@ -70,6 +70,7 @@ pub fn run(target: &Target, members: usize, handler: &mut impl Handler) -> io::R
             .collect(),
         timers: Timers::new(members),
         active: members,
+        finished: Vec::new(),
     };
 
     let mut io = Io {
@@ -94,6 +95,7 @@ pub fn run(target: &Target, members: usize, handler: &mut impl Handler) -> io::R
             state.on_event(event, &mut io);
         }
         state.fire_due_timers(&mut io);
+        state.dispatch_finished(&mut io);
     }
     Ok(())
 }
@@ -107,6 +109,11 @@ struct EventLoop<'h, H> {
     timers: Timers,
     /// Members that are not done.
     active: usize,
+    /// Members whose exchange ended during this wakeup, in order. They start
+    /// their next request after every ready response has been read, so that
+    /// writing one member's request does not delay the time taken for the
+    /// next member's response.
+    finished: Vec<usize>,
 }
 
 impl<H: Handler> EventLoop<'_, H> {
@@ -127,7 +134,7 @@ impl<H: Handler> EventLoop<'_, H> {
         };
         connection.on_event(event);
         if let Some(result) = connection.advance(io) {
-            self.finish(member, result, io);
+            self.finish(member, result);
         }
     }
 
@@ -139,19 +146,28 @@ impl<H: Handler> EventLoop<'_, H> {
             let connection = &mut self.connections[member];
             if connection.is_in_flight() {
                 let error = connection.time_out(io.registry);
-                self.finish(member, Err(error), io);
+                self.finish(member, Err(error));
             } else {
                 self.dispatch(member, io);
             }
         }
     }
 
-    /// Hands the result of an exchange to the handler and starts what the
-    /// member does next.
-    fn finish(&mut self, member: usize, result: Result<Response, HttpError>, io: &mut Io<'_>) {
+    /// Hands the result of an exchange to the handler. The member starts
+    /// what it does next in [`Self::dispatch_finished`].
+    fn finish(&mut self, member: usize, result: Result<Response, HttpError>) {
         self.timers.clear(member);
         self.handler.complete(member, result, Instant::now());
-        self.dispatch(member, io);
+        self.finished.push(member);
+    }
+
+    /// Starts the next action of each member that finished an exchange.
+    fn dispatch_finished(&mut self, io: &mut Io<'_>) {
+        let mut finished = std::mem::take(&mut self.finished);
+        for member in finished.drain(..) {
+            self.dispatch(member, io);
+        }
+        self.finished = finished;
     }
 
     /// Asks the handler what `member` does next and starts it. A request

@@ -112,6 +112,9 @@ impl ApiRequest {
 #[must_use]
 pub fn parse_query(query: &str) -> Vec<(String, String)> {
     let decode = |text: &str| {
+        if !text.contains(['+', '%']) {
+            return text.to_owned();
+        }
         let spaced = text.replace('+', " ");
         percent_encoding::percent_decode_str(&spaced)
             .decode_utf8_lossy()

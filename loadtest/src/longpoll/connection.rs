@@ -249,6 +249,12 @@ fn read_response(
                     parse_response(buffer, false).map_err(HttpError::InvalidResponse)?
                 {
                     buffer.drain(..consumed);
+                    // A short read emptied the socket. Linux reports the next
+                    // arrival as a new edge, so the read that would only
+                    // return WouldBlock is skipped.
+                    if read < chunk.len() {
+                        *readable = false;
+                    }
                     return Ok(Some(response));
                 }
             }
