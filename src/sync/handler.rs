@@ -107,7 +107,7 @@ fn changed_rooms(
         if !room_filter.allows_room(room_id.as_str()) {
             continue;
         }
-        let owner = shard.owner(room_id.as_str());
+        let owner = room.owner;
         let upper = upto.get(owner).copied().unwrap_or(0);
         let include = match since {
             None => {
@@ -141,7 +141,7 @@ fn build_response(
     };
     let mut rooms = Rooms::default();
     for (room_id, room) in changed {
-        let owner = shard.owner(room_id.as_str());
+        let owner = room.owner;
         let lower = since
             .and_then(|since| since.get(owner).copied())
             .unwrap_or(0);

@@ -29,6 +29,8 @@ pub struct RoomNotification {
 /// One room in a user's index.
 #[derive(Debug, Clone)]
 pub struct UserRoom {
+    /// The shard that owns the room.
+    pub owner: ShardId,
     pub membership: String,
     /// Position of the membership event.
     pub membership_pos: u64,
@@ -73,6 +75,7 @@ impl SyncIndex {
                 .rooms
                 .entry(note.room_id.clone())
                 .or_insert_with(|| UserRoom {
+                    owner: note.source,
                     membership: "leave".to_owned(),
                     membership_pos: 0,
                     last_pos: 0,
@@ -101,7 +104,7 @@ impl SyncIndex {
         user_id: &OwnedUserId,
     ) -> Result<&mut UserIndex, StoreError> {
         if !self.users.contains_key(user_id) {
-            let loaded = load_user(store, user_id)?;
+            let loaded = load_user(store, user_id, self.frontier.len())?;
             self.users.insert(user_id.clone(), loaded);
         }
         Ok(self.users.get_mut(user_id).expect("inserted above"))
@@ -141,7 +144,11 @@ impl SyncIndex {
     }
 }
 
-fn load_user(store: &Store, user_id: &OwnedUserId) -> Result<UserIndex, StoreError> {
+fn load_user(
+    store: &Store,
+    user_id: &OwnedUserId,
+    nr_shards: usize,
+) -> Result<UserIndex, StoreError> {
     let mut index = UserIndex::default();
     for (key, value) in store.scan_prefix(Map::UserRooms, &keys::prefix(user_id.as_str()))? {
         let Ok(record) = serde_json::from_slice::<MembershipRecord>(&value) else {
@@ -161,6 +168,7 @@ fn load_user(store: &Store, user_id: &OwnedUserId) -> Result<UserIndex, StoreErr
             .first()
             .map_or(record.pos, |(key, _)| keys::timeline_pos(key));
         let room = UserRoom {
+            owner: eltrix_shards::shard_of(room_id.as_str(), nr_shards),
             membership: record.membership,
             membership_pos: record.pos,
             last_pos,
