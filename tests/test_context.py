@@ -62,6 +62,22 @@ def test_state_at_last_event_returned(alice, room):
     assert {"m.room.create", "m.room.member", "m.room.power_levels"} <= types
 
 
+
+def test_state_across_many_state_changes(alice, room):
+    """Over 50 state changes, so the state after later events comes from a
+    newer full snapshot than the state after earlier ones."""
+    marks = {}
+    for index in range(60):
+        alice.set_state(room, "m.room.topic", "", {"topic": f"t{index}"})
+        if index in (2, 49, 50, 59):
+            marks[index] = alice.send_message(room, f"after t{index}")
+    for index, event_id in marks.items():
+        body = expect_ok(context(alice, room, event_id, limit=0))
+        topics = [
+            event["content"]["topic"] for event in body["state"] if event["type"] == "m.room.topic"
+        ]
+        assert topics == [f"t{index}"], f"state after the message that follows t{index}"
+
 def test_zero_limit_returns_only_the_event(alice, room):
     event_id = alice.send_message(room, "alone")
     body = expect_ok(context(alice, room, event_id, limit=0))

@@ -10,7 +10,7 @@ use std::{cell::RefCell, collections::BTreeMap, rc::Rc, sync::Arc};
 use eltrix_shards::ShardId;
 use ruma::{OwnedUserId, events::TimelineEventType};
 
-use super::{EventDraft, Pdu, auth, builder, state::Room};
+use super::{EventDraft, Pdu, auth, builder, state::Room, state_groups};
 use crate::{
     api::error::{ApiResult, MatrixError},
     shard::{Shard, now_millis},
@@ -81,6 +81,7 @@ pub fn prepare(
         match build_one(shard, room, &draft) {
             Ok(pdu) => {
                 room.apply(&pdu);
+                stage_state_group(room, &pdu, &mut batch);
                 stage(shard, room, &pdu, &draft, &mut batch)?;
                 pdus.push(pdu);
             }
@@ -158,6 +159,9 @@ struct Snapshot {
     members: std::collections::HashMap<OwnedUserId, String>,
     forward_extremities: Vec<ruma::OwnedEventId>,
     last_event: Option<Arc<Pdu>>,
+    forks: Vec<Arc<Pdu>>,
+    state_group: Option<u64>,
+    state_group_chain: u32,
     depth: u64,
     last_pos: u64,
 }
@@ -170,6 +174,9 @@ impl Snapshot {
             members: room.members.clone(),
             forward_extremities: room.forward_extremities.clone(),
             last_event: room.last_event.clone(),
+            forks: room.forks.clone(),
+            state_group: room.state_group,
+            state_group_chain: room.state_group_chain,
             depth: room.depth,
             last_pos: room.last_pos,
         }
@@ -182,9 +189,39 @@ impl Snapshot {
         room.recipients = None;
         room.forward_extremities = self.forward_extremities;
         room.last_event = self.last_event;
+        room.forks = self.forks;
+        room.state_group = self.state_group;
+        room.state_group_chain = self.state_group_chain;
         room.depth = self.depth;
         room.last_pos = self.last_pos;
     }
+}
+
+/// Records the state group after `pdu`, which `room` has just applied: the
+/// current group for a message, a delta for a state event, and a full
+/// snapshot when the room has no group yet or its chain is at the maximum.
+pub(super) fn stage_state_group(room: &mut Room, pdu: &Pdu, batch: &mut WriteBatch) {
+    let room_id = room.room_id.to_string();
+    let group = match (room.state_group, &pdu.state_key) {
+        (Some(group), None) => group,
+        (Some(parent), Some(state_key)) if room.state_group_chain < state_groups::MAX_CHAIN => {
+            let entry = (
+                pdu.kind.to_string(),
+                state_key.clone(),
+                pdu.event_id.to_string(),
+            );
+            state_groups::stage_delta(batch, &room_id, pdu.pos, parent, entry);
+            room.state_group_chain += 1;
+            pdu.pos
+        }
+        _ => {
+            state_groups::stage_snapshot(batch, &room_id, pdu.pos, &room.state_id_map());
+            room.state_group_chain = 0;
+            pdu.pos
+        }
+    };
+    room.state_group = Some(group);
+    state_groups::stage_event_group(batch, pdu.event_id.as_str(), group);
 }
 
 fn stage(

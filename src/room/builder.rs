@@ -131,7 +131,7 @@ pub fn build(
         .iter()
         .filter_map(|(kind, key)| room.state_event(&kind.to_string(), key).cloned())
         .collect();
-    let prev_events: Vec<Arc<Pdu>> = room.last_event.iter().cloned().collect();
+    let prev_events = room.prev_events();
 
     let mut object = CanonicalJsonObject::new();
     let insert = |object: &mut CanonicalJsonObject, name: &str, value: CanonicalJsonValue| {

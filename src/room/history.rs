@@ -31,6 +31,25 @@ pub fn state_at(
     Ok(state)
 }
 
+/// Returns the state of `room_id` after `event_id`, the event at position
+/// `pos`: from the event's state group, or for an event stored before state
+/// groups, from the state history up to `pos`.
+///
+/// # Errors
+///
+/// Returns a storage error.
+pub fn state_after_event(
+    store: &Store,
+    room_id: &str,
+    event_id: &str,
+    pos: u64,
+) -> Result<BTreeMap<(String, String), String>, StoreError> {
+    match super::state_groups::state_after(store, room_id, event_id)? {
+        Some(state) => Ok(state),
+        None => state_at(store, room_id, pos),
+    }
+}
+
 /// Returns the changes of one state key over time: `(position, content field)`.
 fn field_history(
     store: &Store,

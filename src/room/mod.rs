@@ -20,6 +20,7 @@ mod resolve_tests;
 #[cfg(test)]
 mod signing_tests;
 pub mod state;
+pub mod state_groups;
 #[cfg(test)]
 mod test_room;
 pub mod validate;

@@ -24,6 +24,9 @@ pub type Recipients = Arc<Vec<(usize, Arc<Vec<OwnedUserId>>)>>;
 /// The store key of a client transaction (see [`super::Txn`]).
 pub type TxnKey = Vec<u8>;
 
+/// Most `prev_events` that a local event lists; the specification allows 20.
+pub const MAX_PREV_EVENTS: usize = 20;
+
 /// An in-memory room.
 pub struct Room {
     pub room_id: OwnedRoomId,
@@ -40,9 +43,18 @@ pub struct Room {
     /// recipients of each new event's announcement; rebuilt after a
     /// membership change.
     pub(crate) recipients: Option<Recipients>,
+    /// The events without successors: `last_event` first, then `forks`.
     pub forward_extremities: Vec<OwnedEventId>,
-    /// The newest event, the `prev_events` of the next one.
+    /// The newest event, one of the `prev_events` of the next one.
     pub last_event: Option<Arc<Pdu>>,
+    /// The other forward extremities, left by events received on other
+    /// branches. The next local event lists them in `prev_events` too, which
+    /// merges the branches.
+    pub forks: Vec<Arc<Pdu>>,
+    /// The state group of the current state; see `state_groups`.
+    pub state_group: Option<u64>,
+    /// Deltas from `state_group` back to its nearest full snapshot.
+    pub state_group_chain: u32,
     pub depth: u64,
     pub last_pos: u64,
     /// Sends whose event is built but not yet durable, so a retry with the
@@ -75,6 +87,9 @@ impl Room {
             recipients: None,
             forward_extremities: Vec::new(),
             last_event: None,
+            forks: Vec::new(),
+            state_group: None,
+            state_group_chain: 0,
             depth: 0,
             last_pos: 0,
             pending_txns: HashMap::new(),
@@ -107,8 +122,13 @@ impl Room {
             .filter_map(|id| OwnedEventId::try_from(id.as_str()).ok())
             .collect();
 
-        if let Some(head) = record.forward_extremities.first() {
+        room.state_group = record.state_group;
+        room.state_group_chain = record.state_group_chain;
+        if let Some((head, forks)) = record.forward_extremities.split_first() {
             room.last_event = load_pdu(store, head)?.map(Arc::new);
+            for fork in forks {
+                room.forks.extend(load_pdu(store, fork)?.map(Arc::new));
+            }
         }
         for (_, event_id) in store.scan_prefix(Map::RoomState, &keys::prefix(room_id.as_str()))? {
             let event_id = String::from_utf8_lossy(&event_id).into_owned();
@@ -129,8 +149,42 @@ impl Room {
         self.set_state(pdu.clone());
         self.forward_extremities = vec![pdu.event_id.clone()];
         self.last_event = Some(pdu.clone());
+        self.forks.clear();
         self.depth = pdu.depth;
         self.last_pos = pdu.pos;
+    }
+
+    /// Returns the `prev_events` of the next local event: every forward
+    /// extremity, newest first, at most [`MAX_PREV_EVENTS`].
+    #[must_use]
+    pub fn prev_events(&self) -> Vec<Arc<Pdu>> {
+        self.last_event
+            .iter()
+            .chain(self.forks.iter())
+            .take(MAX_PREV_EVENTS)
+            .cloned()
+            .collect()
+    }
+
+    /// Replaces the current state with `state`, for a state that resolution
+    /// produced.
+    pub fn replace_state(&mut self, state: Vec<Arc<Pdu>>) {
+        self.state.clear();
+        self.state_ids.clear();
+        self.members.clear();
+        self.recipients = None;
+        for pdu in state {
+            self.set_state(pdu);
+        }
+    }
+
+    /// Returns the current state as `(type, state key)` to event ID.
+    #[must_use]
+    pub fn state_id_map(&self) -> super::state_groups::StateIds {
+        self.state
+            .iter()
+            .map(|(key, pdu)| (key.clone(), pdu.event_id.to_string()))
+            .collect()
     }
 
     /// Returns a copy of the room at its current state and newest event,
@@ -150,6 +204,9 @@ impl Room {
         room.forward_extremities
             .clone_from(&self.forward_extremities);
         room.last_event.clone_from(&self.last_event);
+        room.forks.clone_from(&self.forks);
+        room.state_group = self.state_group;
+        room.state_group_chain = self.state_group_chain;
         room.depth = self.depth;
         room.last_pos = self.last_pos;
         room
@@ -238,6 +295,8 @@ impl Room {
                 .collect(),
             depth: self.depth,
             last_pos: self.last_pos,
+            state_group: self.state_group,
+            state_group_chain: self.state_group_chain,
         }
     }
 

@@ -56,9 +56,11 @@ pub enum Map {
     RoomAliases,
     Meta,
     BlockedRooms,
+    StateGroups,
+    EventStates,
 }
 
-const MAPS: [(Map, &str); 15] = [
+const MAPS: [(Map, &str); 17] = [
     (Map::Users, "userid_user"),
     (Map::Tokens, "tokenhash_device"),
     (Map::Devices, "userid_deviceid_device"),
@@ -74,6 +76,8 @@ const MAPS: [(Map, &str); 15] = [
     (Map::Aliases, "alias_roomid"),
     (Map::Meta, "meta"),
     (Map::BlockedRooms, "roomid_blocked"),
+    (Map::StateGroups, "roomid_group_stategroup"),
+    (Map::EventStates, "eventid_stategroup"),
 ];
 
 /// Handles to the database and its keyspaces; cheap to clone.

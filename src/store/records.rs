@@ -57,6 +57,13 @@ pub struct RoomRecord {
     pub forward_extremities: Vec<String>,
     pub depth: u64,
     pub last_pos: u64,
+    /// The state group of the room's current state; `None` in rooms stored
+    /// before state groups, until their next state event.
+    #[serde(default)]
+    pub state_group: Option<u64>,
+    /// Deltas from `state_group` back to its nearest full snapshot.
+    #[serde(default)]
+    pub state_group_chain: u32,
 }
 
 /// `userid_roomid_membership`: a user's latest membership in a room.

@@ -126,7 +126,12 @@ async fn purge_room(
         let event_id = String::from_utf8_lossy(&event_id);
         deletion.delete_event(room_key, &event_id, keys::timeline_pos(&key));
     }
-    for map in [Map::StateHistory, Map::RoomState, Map::RoomAliases] {
+    for map in [
+        Map::StateHistory,
+        Map::RoomState,
+        Map::RoomAliases,
+        Map::StateGroups,
+    ] {
         for (key, _) in shard.store.scan_prefix(map, &prefix)? {
             deletion.delete(map, key);
         }

@@ -84,7 +84,14 @@ pub fn context(
     let end = position_of(&after).unwrap_or(pos);
     let now = now_millis();
     // The filter applies to the state as well as to the events around.
-    let state: Vec<Value> = history::state_at(&shard.store, room_id.as_str(), end)?
+    // The state is the one after the last event returned.
+    let end_event_id = after
+        .last()
+        .and_then(|(_, event)| event.get("event_id"))
+        .and_then(Value::as_str)
+        .unwrap_or(event_id);
+    let state_ids = history::state_after_event(&shard.store, room_id.as_str(), end_event_id, end)?;
+    let state: Vec<Value> = state_ids
         .values()
         .filter_map(|id| client_format::load(shard, id, Some(viewer(auth)), now))
         .filter(|event| event_filter.matches(&event.event.client))

@@ -57,12 +57,16 @@ pub fn member_room(shard: &Shard, room_id: &OwnedRoomId) -> ApiResult<Rc<RefCell
 }
 
 /// The room state a user may read.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum StateView {
     /// A joined member reads the current state.
     Current,
-    /// A user who left or was banned reads the state when that happened.
-    At(u64),
+    /// A user who left or was banned reads the state after the membership
+    /// event that made them leave, at position `pos`.
+    At {
+        pos: u64,
+        event_id: ruma::OwnedEventId,
+    },
 }
 
 /// Decides which state `user_id` may read.
@@ -78,9 +82,10 @@ pub fn state_view(shard: &Shard, room: &Room, user_id: &str) -> ApiResult<StateV
         .ok_or_else(forbidden)?;
     match member.membership().as_deref() {
         Some("join") => Ok(StateView::Current),
-        Some("leave" | "ban") if !forgot(shard, &room.room_id, user_id)? => {
-            Ok(StateView::At(member.pos))
-        }
+        Some("leave" | "ban") if !forgot(shard, &room.room_id, user_id)? => Ok(StateView::At {
+            pos: member.pos,
+            event_id: member.event_id.clone(),
+        }),
         _ => Err(forbidden()),
     }
 }
@@ -101,7 +106,12 @@ pub fn state_event_ids(
             .iter()
             .map(|(key, pdu)| (key.clone(), pdu.event_id.to_string()))
             .collect()),
-        StateView::At(pos) => Ok(history::state_at(&shard.store, room.room_id.as_str(), pos)?),
+        StateView::At { pos, event_id } => Ok(history::state_after_event(
+            &shard.store,
+            room.room_id.as_str(),
+            event_id.as_str(),
+            pos,
+        )?),
     }
 }
 
