@@ -328,7 +328,12 @@ fn stage_redaction(
 /// Queues, after the commit, one announcement per event to each shard that
 /// owns a local member (joined or invited) or the target of a membership
 /// change.
-fn add_announcements(shard: &Shard, room: &mut Room, pdus: &[Arc<Pdu>], batch: &mut WriteBatch) {
+pub(super) fn add_announcements(
+    shard: &Shard,
+    room: &mut Room,
+    pdus: &[Arc<Pdu>],
+    batch: &mut WriteBatch,
+) {
     let suffix = format!(":{}", shard.config.server_name);
     let recipients = room.recipients(shard.nr_shards(), &suffix);
 

@@ -28,7 +28,12 @@ pub fn check(room: &Room, pdu: &Pdu) -> Result<(), String> {
     ruma::state_res::check_state_dependent_auth_rules(rules, pdu, fetch_state)
 }
 
-fn check_server_rules(pdu: &Pdu) -> Result<(), String> {
+/// Checks the two rules that ruma leaves to the server; see [`check`].
+///
+/// # Errors
+///
+/// Returns the reason the rules reject the event.
+pub fn check_server_rules(pdu: &Pdu) -> Result<(), String> {
     let content = pdu.content_value();
     if pdu.kind == TimelineEventType::RoomCreate
         && let Some(version) = content.get("room_version")

@@ -10,6 +10,9 @@ pub mod builder;
 pub mod client_format;
 pub mod event_cache;
 pub mod history;
+pub mod ingest;
+#[cfg(test)]
+mod ingest_tests;
 pub mod keys;
 pub mod pdu;
 #[cfg(test)]

@@ -74,6 +74,44 @@ pub async fn resolve_off_shard(
         .map_err(|_| "the state resolution thread stopped without a result".to_owned())?
 }
 
+/// Resolves `forks` on a thread of its own, which reads the events it needs
+/// from `unstored` or else from `store`, and waits for the result without
+/// blocking the calling shard.
+///
+/// # Errors
+///
+/// Returns the reasons of [`resolve`], or a message if the thread cannot be
+/// started.
+pub async fn resolve_from_store(
+    rules: RoomVersionRules,
+    forks: Vec<StateMap<OwnedEventId>>,
+    store: crate::store::Store,
+    unstored: Vec<Arc<Pdu>>,
+) -> Result<StateMap<OwnedEventId>, String> {
+    let (reply, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("state-res".to_owned())
+        .spawn(move || {
+            let known = unstored
+                .into_iter()
+                .map(|event| (event.event_id.clone(), event));
+            let cache = std::cell::RefCell::new(known.collect::<HashMap<_, _>>());
+            let fetch = |id: &EventId| {
+                if let Some(event) = cache.borrow().get(id) {
+                    return Some(Arc::clone(event));
+                }
+                let event = Arc::new(super::state::load_pdu(&store, id.as_str()).ok()??);
+                cache.borrow_mut().insert(id.to_owned(), event.clone());
+                Some(event)
+            };
+            let _ = reply.send(resolve(&rules, &forks, &fetch));
+        })
+        .map_err(|error| format!("failed to start a state resolution thread: {error}"))?;
+    result
+        .await
+        .map_err(|_| "the state resolution thread stopped without a result".to_owned())?
+}
+
 /// Returns every event reachable from `starts` through `auth_events`, the
 /// starts included.
 fn auth_chain<'a>(

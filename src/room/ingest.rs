@@ -1,0 +1,491 @@
+//! Events created by other servers: the checks that the server-server API
+//! performs on receipt of a PDU, then placing the event in the room's graph.
+//!
+//! An event may name any known events as `prev_events`, so it can fork the
+//! room or merge branches. The state before it is the state after its one
+//! predecessor, or the resolution of the states after each of them. The
+//! room's current state is the resolution of the states after every forward
+//! extremity. Resolution runs on its own thread (see `resolve`), so the shard
+//! keeps serving its other rooms meanwhile.
+
+use std::{cell::RefCell, rc::Rc, sync::Arc};
+
+use ruma::{
+    CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedEventId,
+    events::StateEventType,
+    room_version_rules::{EventIdFormatVersion, RoomVersionRules},
+    signatures::{PublicKeyMap, Verified},
+    state_res::StateMap,
+};
+
+use super::{
+    Pdu, append, history, resolve,
+    state::{Room, load_pdu},
+    state_groups::{self, StateIds},
+};
+use crate::{
+    api::error::{ApiResult, MatrixError},
+    shard::Shard,
+    store::{EventRecord, Map, MembershipRecord, Store, WriteBatch, keys},
+};
+
+/// What became of a received event.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The event passed every check and is part of the room's graph.
+    Accepted(Arc<Pdu>),
+    /// The event passed the checks against its own history but not against
+    /// the room's current state, so it is stored and kept out of the
+    /// timeline and the forward extremities.
+    SoftFailed(Arc<Pdu>),
+    /// The event is already stored.
+    Known,
+}
+
+/// Checks `object`, an event of `room` signed by other servers whose keys
+/// are in `keys`, and adds it to the room.
+///
+/// # Errors
+///
+/// `M_BAD_JSON` for an event that does not parse, `M_FORBIDDEN` with the
+/// reason for a failed signature or authorization check, `M_NOT_FOUND` when
+/// a `prev_events` or `auth_events` entry is unknown, or a storage error.
+pub async fn ingest(
+    shard: &Rc<Shard>,
+    room: &Rc<RefCell<Room>>,
+    object: CanonicalJsonObject,
+    keys: &PublicKeyMap,
+) -> ApiResult<Outcome> {
+    let (rules, room_id) = {
+        let room = room.borrow();
+        (room.rules.clone(), room.room_id.clone())
+    };
+    let object = verify(object, keys, &rules)?;
+    let event_id = event_id_of(&object, &rules)?;
+    if shard.store.get(Map::Events, event_id.as_bytes())?.is_some() {
+        return Ok(Outcome::Known);
+    }
+    if object.get("room_id") != Some(&CanonicalJsonValue::String(room_id.to_string())) {
+        return Err(MatrixError::bad_json("Event is for another room"));
+    }
+    let draft = Pdu::parse(object, event_id, room_id.clone(), 0)
+        .map_err(|error| MatrixError::bad_json(format!("Invalid event: {error}")))?;
+
+    // The state before the event, from its predecessors.
+    let mut prev_states = Vec::new();
+    for prev in &draft.prev_events {
+        prev_states.push(state_after(shard, &room.borrow(), prev)?);
+    }
+    let state_before = resolve_states(shard, &rules, prev_states, Vec::new()).await?;
+
+    check_auth_events(&shard.store, &rules, &draft)?;
+    check_against(&shard.store, &rules, &draft, &state_before).map_err(|reason| {
+        MatrixError::forbidden(format!("Event rejected by the state before it: {reason}"))
+    })?;
+
+    // Apply, unless the room changed while resolution ran.
+    loop {
+        let (extremities, before) = {
+            let room = room.borrow();
+            (room.forward_extremities.clone(), room.state_id_map())
+        };
+        let soft_failed = check_against(&shard.store, &rules, &draft, &before).err();
+        if let Some(reason) = soft_failed {
+            tracing::info!(event_id = %draft.event_id, %reason, "received event soft-failed");
+            let pdu = store_soft_failed(shard, room, draft, &state_before).await?;
+            return Ok(Outcome::SoftFailed(pdu));
+        }
+
+        let state_after_event = with_event(&state_before, &draft);
+        let mut remaining: Vec<OwnedEventId> = extremities
+            .iter()
+            .filter(|id| !draft.prev_events.contains(id))
+            .cloned()
+            .collect();
+        let mut forks = vec![state_after_event.clone()];
+        for extremity in &remaining {
+            forks.push(state_after(shard, &room.borrow(), extremity)?);
+        }
+        let current = resolve_states(shard, &rules, forks, vec![Arc::new(draft.clone())]).await?;
+
+        let staged = {
+            let mut room_mut = room.borrow_mut();
+            if room_mut.forward_extremities == extremities {
+                remaining.insert(0, draft.event_id.clone());
+                Some(stage(
+                    shard,
+                    &mut room_mut,
+                    draft.clone(),
+                    &state_before,
+                    &state_after_event,
+                    &current,
+                    remaining,
+                )?)
+            } else {
+                None
+            }
+        };
+        let Some((pdu, batch)) = staged else {
+            continue;
+        };
+        append::commit(shard, &room_id, batch).await?;
+        return Ok(Outcome::Accepted(pdu));
+    }
+}
+
+/// Checks the signatures and content hash of `object`. An event whose
+/// content does not match its hash is redacted, as the specification
+/// requires, and processed further in that form.
+fn verify(
+    object: CanonicalJsonObject,
+    keys: &PublicKeyMap,
+    rules: &RoomVersionRules,
+) -> ApiResult<CanonicalJsonObject> {
+    match ruma::signatures::verify_event(keys, &object, rules) {
+        Ok(Verified::All) => Ok(object),
+        Ok(Verified::Signatures) => ruma::canonical_json::redact(object, &rules.redaction, None)
+            .map_err(|error| MatrixError::bad_json(format!("Event cannot be redacted: {error}"))),
+        Err(error) => Err(MatrixError::forbidden(format!(
+            "Event signature check failed: {error}"
+        ))),
+    }
+}
+
+/// Returns the ID of a received event: its `event_id` field in room versions
+/// 1 and 2, its reference hash after that.
+fn event_id_of(object: &CanonicalJsonObject, rules: &RoomVersionRules) -> ApiResult<OwnedEventId> {
+    let id = match (rules.event_id_format, object.get("event_id")) {
+        (EventIdFormatVersion::V1, Some(CanonicalJsonValue::String(id))) => id.clone(),
+        (EventIdFormatVersion::V1, _) => {
+            return Err(MatrixError::bad_json("Event has no event_id"));
+        }
+        _ => {
+            let hash = ruma::signatures::reference_hash(object, rules)
+                .map_err(|error| MatrixError::bad_json(format!("Invalid event: {error}")))?;
+            format!("${hash}")
+        }
+    };
+    OwnedEventId::try_from(id).map_err(|error| MatrixError::bad_json(error.to_string()))
+}
+
+/// Returns the state after `event_id`. The room's current state serves for
+/// its only forward extremity when that event predates state groups.
+fn state_after(shard: &Shard, room: &Room, event_id: &EventId) -> ApiResult<StateIds> {
+    let room_id = room.room_id.as_str();
+    if let Some(state) = state_groups::state_after(&shard.store, room_id, event_id.as_str())? {
+        return Ok(state);
+    }
+    if room.forward_extremities.len() == 1 && room.forward_extremities[0] == event_id {
+        return Ok(room.state_id_map());
+    }
+    let Some(record) = shard
+        .store
+        .get_json::<EventRecord>(Map::Events, event_id.as_bytes())?
+    else {
+        return Err(MatrixError::not_found(format!(
+            "Previous event {event_id} is unknown"
+        )));
+    };
+    if record.room_id != room_id {
+        return Err(MatrixError::forbidden(format!(
+            "Previous event {event_id} is in another room"
+        )));
+    }
+    Ok(history::state_at(&shard.store, room_id, record.pos)?)
+}
+
+/// Resolves `forks`, or returns the only one.
+/// `unstored` contains the events that resolution may need and the store
+/// does not have yet.
+async fn resolve_states(
+    shard: &Shard,
+    rules: &RoomVersionRules,
+    forks: Vec<StateIds>,
+    unstored: Vec<Arc<Pdu>>,
+) -> ApiResult<StateIds> {
+    let mut distinct: Vec<StateIds> = Vec::new();
+    for fork in forks {
+        if !distinct.contains(&fork) {
+            distinct.push(fork);
+        }
+    }
+    if distinct.len() <= 1 {
+        return Ok(distinct.pop().unwrap_or_default());
+    }
+    let maps: Vec<StateMap<OwnedEventId>> = distinct.iter().map(to_state_map).collect();
+    let resolved = resolve::resolve_from_store(rules.clone(), maps, shard.store.clone(), unstored)
+        .await
+        .map_err(|reason| MatrixError::forbidden(format!("State resolution failed: {reason}")))?;
+    Ok(resolved
+        .into_iter()
+        .map(|((kind, key), id)| ((kind.to_string(), key), id.to_string()))
+        .collect())
+}
+
+fn to_state_map(state: &StateIds) -> StateMap<OwnedEventId> {
+    state
+        .iter()
+        .filter_map(|((kind, key), id)| {
+            let id = OwnedEventId::try_from(id.as_str()).ok()?;
+            Some(((StateEventType::from(kind.as_str()), key.clone()), id))
+        })
+        .collect()
+}
+
+/// Returns `state` with `pdu` applied when it is a state event.
+fn with_event(state: &StateIds, pdu: &Pdu) -> StateIds {
+    let mut after = state.clone();
+    if let Some(state_key) = &pdu.state_key {
+        after.insert(
+            (pdu.kind.to_string(), state_key.clone()),
+            pdu.event_id.to_string(),
+        );
+    }
+    after
+}
+
+/// Applies the authorization rules with the event's own `auth_events` as the
+/// state, which rejects an event whose claimed history does not allow it.
+fn check_auth_events(store: &Store, rules: &RoomVersionRules, pdu: &Pdu) -> ApiResult<()> {
+    let mut auth_state = StateIds::new();
+    let mut auth_ids = pdu.auth_events.clone();
+    // Room version 12 leaves the create event out of `auth_events`, and the
+    // room ID names it.
+    if rules.authorization.room_create_event_id_as_room_id
+        && pdu.kind != ruma::events::TimelineEventType::RoomCreate
+        && let Ok(create_id) =
+            OwnedEventId::try_from(format!("${}", pdu.room_id.as_str().trim_start_matches('!')))
+    {
+        auth_ids.push(create_id);
+    }
+    for id in &auth_ids {
+        let Some(event) = load_pdu(store, id.as_str())? else {
+            return Err(MatrixError::not_found(format!(
+                "Auth event {id} is unknown"
+            )));
+        };
+        if let Some(state_key) = &event.state_key {
+            auth_state.insert((event.kind.to_string(), state_key.clone()), id.to_string());
+        }
+    }
+    check_against(store, rules, pdu, &auth_state).map_err(|reason| {
+        MatrixError::forbidden(format!("Event rejected by its auth events: {reason}"))
+    })
+}
+
+/// Applies the authorization rules to `pdu` against `state`.
+fn check_against(
+    store: &Store,
+    rules: &RoomVersionRules,
+    pdu: &Pdu,
+    state: &StateIds,
+) -> Result<(), String> {
+    super::auth::check_server_rules(pdu)?;
+    let fetch_event = |id: &EventId| load_pdu(store, id.as_str()).ok().flatten().map(Arc::new);
+    ruma::state_res::check_state_independent_auth_rules(&rules.authorization, pdu, fetch_event)?;
+    let fetch_state = |kind: &StateEventType, key: &str| {
+        state
+            .get(&(kind.to_string(), key.to_owned()))
+            .and_then(|id| load_pdu(store, id).ok().flatten().map(Arc::new))
+    };
+    ruma::state_res::check_state_dependent_auth_rules(&rules.authorization, pdu, fetch_state)
+}
+
+/// Stores a soft-failed event with its state group, outside the timeline.
+async fn store_soft_failed(
+    shard: &Rc<Shard>,
+    room: &Rc<RefCell<Room>>,
+    mut pdu: Pdu,
+    state_before: &StateIds,
+) -> ApiResult<Arc<Pdu>> {
+    let room_id = room.borrow().room_id.clone();
+    pdu.pos = shard.next_pos();
+    let mut batch = WriteBatch::default();
+    stage_event_record(&room.borrow(), &pdu, &mut batch)?;
+    let after = with_event(state_before, &pdu);
+    state_groups::stage_snapshot(&mut batch, room_id.as_str(), pdu.pos, &after);
+    state_groups::stage_event_group(&mut batch, pdu.event_id.as_str(), pdu.pos);
+    append::commit(shard, &room_id, batch).await?;
+    Ok(Arc::new(pdu))
+}
+
+fn stage_event_record(room: &Room, pdu: &Pdu, batch: &mut WriteBatch) -> ApiResult<()> {
+    let record = EventRecord {
+        pdu: serde_json::to_value(&pdu.json).map_err(|e| MatrixError::internal(e.to_string()))?,
+        room_id: room.room_id.to_string(),
+        pos: pdu.pos,
+        room_version: Some(room.version.to_string()),
+        redacted_by: None,
+        txn: None,
+    };
+    batch.put_json(Map::Events, pdu.event_id.as_bytes().to_vec(), &record);
+    batch.events += 1;
+    Ok(())
+}
+
+/// Stages an accepted event: the event, its timeline row and state group,
+/// the room's new current state and forward extremities (`extremities`, the
+/// event first), and the announcements to local members.
+fn stage(
+    shard: &Shard,
+    room: &mut Room,
+    mut pdu: Pdu,
+    state_before: &StateIds,
+    state_after_event: &StateIds,
+    current: &StateIds,
+    extremities: Vec<OwnedEventId>,
+) -> ApiResult<(Arc<Pdu>, WriteBatch)> {
+    let room_id = room.room_id.to_string();
+    pdu.pos = shard.next_pos();
+    let mut batch = WriteBatch::default();
+    stage_event_record(room, &pdu, &mut batch)?;
+    batch.put(
+        Map::Timeline,
+        keys::timeline(&room_id, pdu.pos),
+        pdu.event_id.as_bytes().to_vec(),
+    );
+
+    // The state group after the event: the predecessor's group for a
+    // message after one event, a snapshot otherwise.
+    let single_prev_group = match pdu.prev_events.as_slice() {
+        [prev] => state_groups::group_of(&shard.store, prev.as_str())?,
+        _ => None,
+    };
+    let event_group = match single_prev_group {
+        Some(group) if pdu.state_key.is_none() && state_before == state_after_event => group,
+        _ => {
+            state_groups::stage_snapshot(&mut batch, &room_id, pdu.pos, state_after_event);
+            pdu.pos
+        }
+    };
+    state_groups::stage_event_group(&mut batch, pdu.event_id.as_str(), event_group);
+    let pdu = Arc::new(pdu);
+
+    // The room's current state.
+    let previous = room.state_id_map();
+    if *current != previous {
+        let mut state = Vec::with_capacity(current.len());
+        for id in current.values() {
+            if id == pdu.event_id.as_str() {
+                state.push(pdu.clone());
+                continue;
+            }
+            match room_state_pdu(shard, room, id)? {
+                Some(event) => state.push(event),
+                None => tracing::warn!(%room_id, event_id = id, "resolved state event not found"),
+            }
+        }
+        stage_state_changes(shard, &room_id, &previous, current, pdu.pos, &mut batch);
+        room.replace_state(state);
+    }
+    finish(shard, room, pdu, current, extremities, event_group, batch)
+}
+
+/// Returns a state event by ID from the room's current state or the store.
+fn room_state_pdu(shard: &Shard, room: &Room, event_id: &str) -> ApiResult<Option<Arc<Pdu>>> {
+    if let Ok(id) = OwnedEventId::try_from(event_id)
+        && let Some(event) = room.state_event_by_id(&id)
+    {
+        return Ok(Some(event.clone()));
+    }
+    Ok(load_pdu(&shard.store, event_id)?.map(Arc::new))
+}
+
+/// Stages the rows of the current state that change from `previous` to
+/// `current`, with the state history entries at `pos`, and the memberships
+/// of local users.
+///
+/// NOTE: only the accepted event itself is announced to the sync index. A
+/// local user whose membership changes through resolution alone keeps the
+/// membership their shard's index last saw until their next membership
+/// event or a restart, which reloads it from `userid_roomid_membership`.
+fn stage_state_changes(
+    shard: &Shard,
+    room_id: &str,
+    previous: &StateIds,
+    current: &StateIds,
+    pos: u64,
+    batch: &mut WriteBatch,
+) {
+    let suffix = format!(":{}", shard.config.server_name);
+    for ((kind, key), id) in current {
+        if previous.get(&(kind.clone(), key.clone())) == Some(id) {
+            continue;
+        }
+        batch.put(
+            Map::RoomState,
+            keys::state(room_id, kind, key),
+            id.as_bytes().to_vec(),
+        );
+        batch.put(
+            Map::StateHistory,
+            keys::state_history(room_id, kind, key, pos),
+            id.as_bytes().to_vec(),
+        );
+        if kind == "m.room.member"
+            && key.ends_with(&suffix)
+            && let Ok(Some(event)) = load_pdu(&shard.store, id)
+            && let Some(membership) = event.membership()
+        {
+            let record = MembershipRecord {
+                membership,
+                event_id: id.clone(),
+                pos,
+            };
+            batch.put_json(Map::UserRooms, keys::pair(key, room_id), &record);
+        }
+    }
+    for (kind, key) in previous.keys() {
+        if !current.contains_key(&(kind.clone(), key.clone())) {
+            batch.delete(Map::RoomState, keys::state(room_id, kind, key));
+        }
+    }
+}
+
+/// Moves the room's head to the accepted event and stages its record and
+/// announcements.
+fn finish(
+    shard: &Shard,
+    room: &mut Room,
+    pdu: Arc<Pdu>,
+    current: &StateIds,
+    extremities: Vec<OwnedEventId>,
+    event_group: u64,
+    mut batch: WriteBatch,
+) -> ApiResult<(Arc<Pdu>, WriteBatch)> {
+    let room_id = room.room_id.to_string();
+    let known = room.prev_events();
+    let mut forks = Vec::new();
+    for id in extremities.iter().skip(1) {
+        match known.iter().find(|event| event.event_id == *id) {
+            Some(event) => forks.push(event.clone()),
+            None => forks.extend(load_pdu(&shard.store, id.as_str())?.map(Arc::new)),
+        }
+    }
+    room.forward_extremities = extremities;
+    room.last_event = Some(pdu.clone());
+    room.forks = forks;
+    room.depth = room.depth.max(pdu.depth);
+    room.last_pos = pdu.pos;
+
+    // A current state that is not the state after one event gets a snapshot
+    // of its own.
+    let group = if room.forward_extremities.len() == 1 {
+        event_group
+    } else {
+        let group = shard.next_pos();
+        state_groups::stage_snapshot(&mut batch, &room_id, group, current);
+        group
+    };
+    room.state_group = Some(group);
+    room.state_group_chain = 0;
+
+    batch.put_json(Map::Rooms, room_id.as_bytes().to_vec(), &room.record());
+    batch.put(
+        Map::Meta,
+        format!("hlc/{}", shard.id).into_bytes(),
+        room.last_pos.to_be_bytes().to_vec(),
+    );
+    append::add_announcements(shard, room, std::slice::from_ref(&pdu), &mut batch);
+    Ok((pdu, batch))
+}
