@@ -4,6 +4,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod federation;
 pub mod http;
 pub mod metrics;
 pub mod ratelimit;

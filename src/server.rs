@@ -47,6 +47,18 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     }
 
     ensure_port_free(config.listen)?;
+    let federation_tls = match (
+        config.federation.listen,
+        &config.federation.tls_certificate,
+        &config.federation.tls_private_key,
+    ) {
+        (Some(listen), Some(certificate), Some(private_key)) => {
+            ensure_port_free(listen)?;
+            Some(crate::http::server_acceptor(certificate, private_key)?)
+        }
+        _ => None,
+    };
+    let client_tls = crate::http::client_config(config.federation.verify_certificates)?;
 
     let (mesh, inboxes) = Mesh::<Shard>::new(nr_shards);
     let config = Arc::new(config);
@@ -58,6 +70,8 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     for (id, inbox) in inboxes.into_iter().enumerate() {
         let shard = ShardParts {
             id,
+            federation_tls: federation_tls.clone(),
+            client_tls: client_tls.clone(),
             mesh: mesh.clone(),
             store: store.clone(),
             committer: committer.clone(),
@@ -88,6 +102,7 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     })?;
     tracing::info!(
         listen = %config.listen,
+        federation_listen = ?config.federation.listen,
         shards = nr_shards,
         server_name = config.server_name,
         startup_ms = started.elapsed().as_millis(),
@@ -117,8 +132,12 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-async fn run_shard(parts: ShardParts, mut inbox: UnboundedReceiver<ShardTask<Shard>>) {
+async fn run_shard(mut parts: ShardParts, mut inbox: UnboundedReceiver<ShardTask<Shard>>) {
     let listen = parts.config.listen;
+    let federation = parts
+        .federation_tls
+        .take()
+        .zip(parts.config.federation.listen);
     let limits = crate::http::Limits {
         max_body: parts.config.max_request_bytes,
         idle_timeout: Duration::from_secs(parts.config.idle_timeout_secs),
@@ -142,7 +161,18 @@ async fn run_shard(parts: ShardParts, mut inbox: UnboundedReceiver<ShardTask<Sha
     let stop = shard.stop.notified();
     let handler_shard = shard.clone();
     let handler = Rc::new(move |request| crate::api::serve(handler_shard.clone(), request));
-    if let Err(error) = crate::http::listen(listen, limits, handler, stop).await {
+    if let Some((acceptor, address)) = federation {
+        let (shard, handler) = (shard.clone(), handler.clone());
+        monoio::spawn(async move {
+            let stop = shard.stop.notified();
+            let listening = crate::http::listen(address, limits, Some(acceptor), handler, stop);
+            if let Err(error) = listening.await {
+                tracing::error!(shard_id = shard.id, %address, %error, "failed to listen for federation");
+                std::process::exit(1);
+            }
+        });
+    }
+    if let Err(error) = crate::http::listen(listen, limits, None, handler, stop).await {
         tracing::error!(shard_id = shard.id, %listen, %error, "failed to listen");
         std::process::exit(1);
     }

@@ -53,11 +53,17 @@ pub struct Shard {
     pub events: EventCache,
     pub filters: FilterCache,
     pub limiter: Limiter,
+    pub client_tls: Arc<rustls::ClientConfig>,
+    pub remote_keys: crate::federation::KeyCache,
 }
 
 /// The parts a shard is built from.
 pub struct ShardParts {
     pub id: ShardId,
+    /// The federation listener's TLS setup, when federation is on.
+    pub federation_tls: Option<monoio_rustls::TlsAcceptor>,
+    /// TLS settings of outbound federation requests.
+    pub client_tls: Arc<rustls::ClientConfig>,
     pub mesh: Mesh<Shard>,
     pub store: Store,
     pub committer: Committer,
@@ -94,6 +100,8 @@ impl Shard {
             events: EventCache::default(),
             filters: FilterCache::default(),
             limiter: Limiter::default(),
+            client_tls: parts.client_tls,
+            remote_keys: crate::federation::KeyCache::default(),
         }
     }
 

@@ -113,6 +113,24 @@ def client_path(path: str) -> str:
     return path if path.startswith("/") else f"{CLIENT_V3}/{path}"
 
 
+def tls_pair(directory: Path) -> tuple[Path, Path]:
+    """Return a self-signed certificate and key for `localhost` in `directory`,
+    made with the openssl command on first use."""
+    certificate, private_key = directory / "tls.crt", directory / "tls.key"
+    if not certificate.exists():
+        subprocess.run(
+            [
+                "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                "-keyout", str(private_key), "-out", str(certificate),
+                "-days", "30", "-subj", "/CN=localhost",
+                "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            ],
+            check=True,
+            capture_output=True,
+        )
+    return certificate, private_key
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -287,7 +305,12 @@ class Homeserver:
     # Tests register many accounts from one address, so the request rate
     # limits are off unless a test turns them on.
     rate_limits: bool = False
+    # With federation, the server also serves the server-server API over TLS
+    # on `federation_port`, and its server name is `localhost:<that port>`,
+    # which other servers on loopback reach without DNS or delegation.
+    federation: bool = False
     port: int = 0
+    federation_port: int = 0
     process: subprocess.Popen | None = None
     session: requests.Session = field(default_factory=requests.Session)
 
@@ -296,6 +319,10 @@ class Homeserver:
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def federation_url(self) -> str:
+        return f"https://{self.host}:{self.federation_port}"
 
     def command(self) -> list[str]:
         args = [
@@ -315,6 +342,18 @@ class Homeserver:
             args += ["--registration-token", self.registration_token]
         if not self.rate_limits:
             args += ["--rate-limits", "false"]
+        if self.federation:
+            certificate, private_key = tls_pair(self.data_dir.parent)
+            args += [
+                "--federation-listen",
+                f"{self.host}:{self.federation_port}",
+                "--tls-certificate",
+                str(certificate),
+                "--tls-private-key",
+                str(private_key),
+                "--federation-verify-certificates",
+                "false",
+            ]
         return args + self.extra_args
 
     def start(self) -> "Homeserver":
@@ -332,6 +371,9 @@ class Homeserver:
         ALL_SERVERS.append(self)
         for _attempt in range(3):
             self.port = free_port()
+            if self.federation:
+                self.federation_port = free_port()
+                self.server_name = f"localhost:{self.federation_port}"
             with open(self.log_path, "ab") as log:
                 log.write(f"==> starting: {' '.join(self.command())}\n".encode())
                 log.flush()
@@ -532,6 +574,7 @@ class ServerFactory:
         server_name: str = SERVER_NAME,
         extra_args: tuple[str, ...] = (),
         rate_limits: bool = False,
+        federation: bool = False,
     ) -> Homeserver:
         """Start a server; pass the `data_dir` of an earlier server to reuse its storage."""
         root = self.tmp_path_factory.mktemp("hs")
@@ -545,6 +588,7 @@ class ServerFactory:
             server_name=server_name,
             extra_args=list(extra_args),
             rate_limits=rate_limits,
+            federation=federation,
         )
         self.servers.append(server)
         return server.start()

@@ -30,6 +30,17 @@ else
         -r tests/requirements.txt
 fi
 
+# The federation tests make self-signed certificates with openssl.
+if ! command -v openssl >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1; then
+        apt-get install -y --no-install-recommends openssl >/dev/null \
+            || { apt-get update >/dev/null && apt-get install -y --no-install-recommends openssl >/dev/null; }
+    else
+        echo "openssl is missing and apt-get is unavailable; install openssl" >&2
+        exit 1
+    fi
+fi
+
 # rustup cannot download components on a machine without network access, so
 # a toolchain without rustfmt or clippy skips that check and prints why.
 if cargo fmt --version >/dev/null 2>&1; then

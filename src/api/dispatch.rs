@@ -125,6 +125,15 @@ async fn route_and_run(shard: &Rc<Shard>, http: HttpRequest) -> Outcome {
     } else {
         None
     };
+    let origin = match &route {
+        Route::Federation(federation) if federation.needs_server_auth() => {
+            match super::federation::authenticate(shard, &http).await {
+                Ok(origin) => Some(origin),
+                Err(error) => return fail(error, template),
+            }
+        }
+        _ => None,
+    };
     let limited =
         crate::ratelimit::check(shard, &route, auth.as_ref(), http.peer.ip(), &http.body).await;
     if let Err(error) = limited {
@@ -136,6 +145,7 @@ async fn route_and_run(shard: &Rc<Shard>, http: HttpRequest) -> Outcome {
         query,
         body: http.body,
         auth,
+        origin,
     };
     let result = shard
         .on_shard(owner, move |shard| async move {

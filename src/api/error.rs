@@ -39,6 +39,7 @@ constructors! {
     unknown => 400, "M_UNKNOWN";
     missing_token => 401, "M_MISSING_TOKEN";
     unknown_token => 401, "M_UNKNOWN_TOKEN";
+    unauthorized => 401, "M_UNAUTHORIZED";
     forbidden => 403, "M_FORBIDDEN";
     guest_access_forbidden => 403, "M_GUEST_ACCESS_FORBIDDEN";
     user_deactivated => 403, "M_USER_DEACTIVATED";
@@ -48,6 +49,7 @@ constructors! {
     too_large => 413, "M_TOO_LARGE";
     internal => 500, "M_UNKNOWN";
     unavailable => 503, "M_UNKNOWN";
+    bad_gateway => 502, "M_UNKNOWN";
 }
 
 impl MatrixError {

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod client;
 mod dispatch;
 pub mod error;
+pub mod federation;
 pub mod request;
 pub mod router;
 mod server_keys;

@@ -24,6 +24,8 @@ pub struct ApiRequest {
     pub query: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub auth: Option<Auth>,
+    /// The server that signed a server-server API request.
+    pub origin: Option<String>,
 }
 
 impl ApiRequest {

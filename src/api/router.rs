@@ -37,6 +37,32 @@ pub enum Route {
     /// `POST /_synapse/admin/v1/register`.
     SharedSecretRegister,
     Admin(AdminRoute),
+    /// Endpoints of the server-server API under `/_matrix/federation/`.
+    Federation(FederationRoute),
+}
+
+/// Endpoints under `/_matrix/federation/`.
+#[derive(Debug, Clone)]
+pub enum FederationRoute {
+    /// `GET /_matrix/federation/v1/version`.
+    Version,
+    /// `GET /_matrix/federation/v1/query/directory`.
+    QueryDirectory,
+}
+
+impl FederationRoute {
+    /// Returns whether the endpoint needs `X-Matrix` authorization.
+    #[must_use]
+    pub fn needs_server_auth(&self) -> bool {
+        !matches!(self, Self::Version)
+    }
+
+    fn template(&self) -> &'static str {
+        match self {
+            Self::Version => "/_matrix/federation/v1/version",
+            Self::QueryDirectory => "/_matrix/federation/v1/query/directory",
+        }
+    }
 }
 
 /// Endpoints under `/_eltrix/admin/v1/`, with their decoded path parameters.
@@ -106,6 +132,7 @@ impl Route {
                 | Self::Alias(AliasAction::Get, _)
                 | Self::SharedSecretNonce
                 | Self::SharedSecretRegister
+                | Self::Federation(_)
         )
     }
 }
@@ -143,6 +170,7 @@ impl Route {
             Self::Room(_, action) => action.template(),
             Self::SharedSecretNonce | Self::SharedSecretRegister => "/_synapse/admin/v1/register",
             Self::Admin(route) => route.template(),
+            Self::Federation(route) => route.template(),
         }
     }
 }
@@ -228,6 +256,14 @@ pub fn resolve(method: &str, path: &str) -> Result<Route, MatrixError> {
             (Some(route), &["GET", "POST"][..])
         }
         ["_eltrix", "admin", "v1", rest @ ..] => admin_route(method, rest),
+        ["_matrix", "federation", "v1", "version"] => (
+            Some(Route::Federation(FederationRoute::Version)),
+            &["GET"][..],
+        ),
+        ["_matrix", "federation", "v1", "query", "directory"] => (
+            Some(Route::Federation(FederationRoute::QueryDirectory)),
+            &["GET"][..],
+        ),
         _ => (None, &[][..]),
     };
     match route {

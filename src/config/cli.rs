@@ -65,6 +65,20 @@ pub struct Cli {
     /// Apply the request rate limits [default: true].
     #[arg(long, env = "ELTRIX_RATE_LIMITS")]
     pub rate_limits: Option<bool>,
+    /// Address of the TLS listener for the server-server API; federation is
+    /// off without it.
+    #[arg(long, env = "ELTRIX_FEDERATION_LISTEN")]
+    pub federation_listen: Option<SocketAddr>,
+    /// PEM certificate chain of the federation listener.
+    #[arg(long, env = "ELTRIX_TLS_CERTIFICATE")]
+    pub tls_certificate: Option<PathBuf>,
+    /// PEM private key of the federation listener.
+    #[arg(long, env = "ELTRIX_TLS_PRIVATE_KEY")]
+    pub tls_private_key: Option<PathBuf>,
+    /// Check other servers' TLS certificates [default: true]. Turn it off
+    /// only for test setups with self-signed certificates.
+    #[arg(long, env = "ELTRIX_FEDERATION_VERIFY_CERTIFICATES")]
+    pub federation_verify_certificates: Option<bool>,
     /// Replace the signing key in the data directory with a new one, list the
     /// old key in old_verify_keys, and exit. Restart the server afterwards.
     #[arg(long)]
@@ -94,6 +108,20 @@ impl Cli {
         set(&mut config.log, self.log.clone());
         set(&mut config.log_json, self.log_json);
         set(&mut config.rate_limits.enabled, self.rate_limits);
+        let federation = &mut config.federation;
+        if self.federation_listen.is_some() {
+            federation.listen = self.federation_listen;
+        }
+        if self.tls_certificate.is_some() {
+            federation.tls_certificate.clone_from(&self.tls_certificate);
+        }
+        if self.tls_private_key.is_some() {
+            federation.tls_private_key.clone_from(&self.tls_private_key);
+        }
+        set(
+            &mut federation.verify_certificates,
+            self.federation_verify_certificates,
+        );
         if self.registration_shared_secret.is_some() {
             config
                 .registration_shared_secret

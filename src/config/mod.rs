@@ -2,6 +2,7 @@
 //! variables and flags (clap reads both), each layer overriding the last.
 
 mod cli;
+mod federation;
 mod rate_limits;
 
 use std::{net::SocketAddr, path::PathBuf};
@@ -9,6 +10,7 @@ use std::{net::SocketAddr, path::PathBuf};
 use serde::Deserialize;
 
 pub use cli::Cli;
+pub use federation::Federation;
 pub use rate_limits::{ActionLimits, Bucket, RateLimits};
 
 /// Registration policy for new accounts.
@@ -59,6 +61,8 @@ pub struct Config {
     pub log_json: bool,
     /// Request rate limits.
     pub rate_limits: RateLimits,
+    /// The server-server API.
+    pub federation: Federation,
 }
 
 impl Default for Config {
@@ -79,6 +83,7 @@ impl Default for Config {
             log: "info".to_owned(),
             log_json: false,
             rate_limits: RateLimits::default(),
+            federation: Federation::default(),
         }
     }
 }
@@ -106,6 +111,8 @@ pub enum ConfigError {
     EmptySharedSecret,
     #[error("invalid {0}: per_second must be at least 1/86400 (one a day) and burst at least 1")]
     RateLimit(String),
+    #[error("federation.listen needs federation.tls_certificate and federation.tls_private_key")]
+    NoCertificate,
 }
 
 impl Config {
@@ -156,6 +163,12 @@ impl Config {
         }
         if let Some(bucket) = self.rate_limits.invalid_bucket() {
             return Err(ConfigError::RateLimit(bucket));
+        }
+        let federation = &self.federation;
+        if federation.listen.is_some()
+            && (federation.tls_certificate.is_none() || federation.tls_private_key.is_none())
+        {
+            return Err(ConfigError::NoCertificate);
         }
         Ok(())
     }

@@ -2,12 +2,12 @@
 
 use std::{future::Future, net::SocketAddr, rc::Rc, time::Duration};
 
-use monoio::{
-    io::{AsyncWriteRentExt, CancelableAsyncReadRent, CancelableAsyncWriteRentExt, Canceller},
-    net::{ListenerOpts, TcpListener, TcpStream},
-};
+use monoio::net::{ListenerOpts, TcpListener};
 
-use super::body::{Chunked, decode_chunked};
+use super::{
+    body::{Chunked, decode_chunked},
+    transport::Transport,
+};
 
 /// Maximum request head size, in bytes.
 const MAX_HEAD_BYTES: usize = 32 * 1024;
@@ -66,6 +66,7 @@ impl HttpResponse {
 pub async fn listen<H, Fut>(
     addr: SocketAddr,
     limits: Limits,
+    tls: Option<monoio_rustls::TlsAcceptor>,
     handler: Rc<H>,
     stop: impl Future<Output = ()>,
 ) -> std::io::Result<()>
@@ -81,7 +82,14 @@ where
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    monoio::spawn(serve_connection(stream, peer, limits, handler.clone()));
+                    match &tls {
+                        None => {
+                            monoio::spawn(serve_connection(stream, peer, limits, handler.clone()));
+                        }
+                        Some(acceptor) => {
+                            monoio::spawn(serve_tls(acceptor.clone(), stream, peer, limits, handler.clone()));
+                        }
+                    }
                 }
                 Err(error) => {
                     tracing::warn!(%error, "accept failed");
@@ -92,13 +100,32 @@ where
     }
 }
 
+/// Completes the TLS handshake within the request timeout, then serves the
+/// connection.
+async fn serve_tls<H, Fut>(
+    acceptor: monoio_rustls::TlsAcceptor,
+    stream: monoio::net::TcpStream,
+    peer: SocketAddr,
+    limits: Limits,
+    handler: Rc<H>,
+) where
+    H: Fn(HttpRequest) -> Fut,
+    Fut: Future<Output = HttpResponse>,
+{
+    match monoio::time::timeout(limits.request_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => serve_connection(stream, peer, limits, handler).await,
+        Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+    }
+}
+
 enum Parsed {
     Request(HttpRequest, bool),
     Reject(u16, &'static str, &'static str),
 }
 
 async fn serve_connection<H, Fut>(
-    mut stream: TcpStream,
+    mut stream: impl Transport,
     peer: SocketAddr,
     limits: Limits,
     handler: Rc<H>,
@@ -139,7 +166,7 @@ async fn serve_connection<H, Fut>(
 }
 
 async fn read_request(
-    stream: &mut TcpStream,
+    stream: &mut impl Transport,
     buffer: &mut Vec<u8>,
     peer: SocketAddr,
     limits: Limits,
@@ -176,7 +203,7 @@ async fn read_request(
             limits.request_timeout
         };
         first = false;
-        if !read_more(stream, buffer, wait).await {
+        if !stream.read_more(buffer, wait).await {
             return None;
         }
     };
@@ -193,14 +220,18 @@ async fn read_request(
         _ => {}
     }
     if expects_continue {
-        let _ =
-            AsyncWriteRentExt::write_all(stream, b"HTTP/1.1 100 Continue\r\n\r\n".to_vec()).await;
+        let _ = stream
+            .write_within(
+                b"HTTP/1.1 100 Continue\r\n\r\n".to_vec(),
+                limits.request_timeout,
+            )
+            .await;
     }
 
     match framing {
         Framing::Length(length) => {
             while buffer.len() < length {
-                if !read_more(stream, buffer, limits.request_timeout).await {
+                if !stream.read_more(buffer, limits.request_timeout).await {
                     return None;
                 }
             }
@@ -214,7 +245,7 @@ async fn read_request(
                     break;
                 }
                 Chunked::Partial if buffer.len() <= max_body.saturating_mul(2) + 1024 => {
-                    if !read_more(stream, buffer, limits.request_timeout).await {
+                    if !stream.read_more(buffer, limits.request_timeout).await {
                         return None;
                     }
                 }
@@ -248,13 +279,13 @@ thread_local! {
     static READ_BUFFERS: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-fn take_read_buffer() -> Vec<u8> {
+pub(super) fn take_read_buffer() -> Vec<u8> {
     READ_BUFFERS
         .with(|pool| pool.borrow_mut().pop())
         .unwrap_or_else(|| Vec::with_capacity(READ_CHUNK))
 }
 
-fn return_read_buffer(mut buffer: Vec<u8>) {
+pub(super) fn return_read_buffer(mut buffer: Vec<u8>) {
     buffer.clear();
     READ_BUFFERS.with(|pool| {
         let mut pool = pool.borrow_mut();
@@ -262,29 +293,6 @@ fn return_read_buffer(mut buffer: Vec<u8>) {
             pool.push(buffer);
         }
     });
-}
-
-async fn read_more(stream: &mut TcpStream, buffer: &mut Vec<u8>, wait: Duration) -> bool {
-    // A read dropped on timeout would stay queued in io_uring and keep the
-    // socket open, so the timeout cancels it and waits for its completion.
-    let canceller = Canceller::new();
-    let read = stream.cancelable_read(take_read_buffer(), canceller.handle());
-    let mut read = std::pin::pin!(read);
-    let (result, scratch) = monoio::select! {
-        done = &mut read => done,
-        () = monoio::time::sleep(wait) => {
-            canceller.cancel();
-            let (_, scratch) = read.await;
-            return_read_buffer(scratch);
-            return false;
-        }
-    };
-    let read_some = matches!(result, Ok(n) if n > 0);
-    if let Ok(n) = result {
-        buffer.extend_from_slice(&scratch[..n]);
-    }
-    return_read_buffer(scratch);
-    read_some
 }
 
 enum Framing {
@@ -375,7 +383,7 @@ fn error_response(status: u16, errcode: &str, message: &str) -> HttpResponse {
 /// Writes `response`. A response to HEAD (`head_only`) has no content
 /// (RFC 9110, 9.3.2), and its content-length is the size of the body left out.
 async fn write_response(
-    stream: &mut TcpStream,
+    stream: &mut impl Transport,
     response: HttpResponse,
     keep_alive: bool,
     head_only: bool,
@@ -407,17 +415,7 @@ async fn write_response(
     if !head_only {
         bytes.extend_from_slice(&response.body);
     }
-    let canceller = Canceller::new();
-    let write = CancelableAsyncWriteRentExt::write_all(stream, bytes, canceller.handle());
-    let mut write = std::pin::pin!(write);
-    monoio::select! {
-        (result, _) = &mut write => result.map(|_| ()),
-        () = monoio::time::sleep(timeout) => {
-            canceller.cancel();
-            let _ = write.await;
-            Err(std::io::Error::from(std::io::ErrorKind::TimedOut))
-        }
-    }
+    stream.write_within(bytes, timeout).await
 }
 
 fn reason(status: u16) -> &'static str {

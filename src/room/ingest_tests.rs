@@ -90,6 +90,8 @@ impl Fixture {
         let (mesh, tasks) = eltrix_shards::Mesh::new(1);
         let shard = Rc::new(Shard::new(ShardParts {
             id: 0,
+            federation_tls: None,
+            client_tls: crate::http::client_config(true).unwrap(),
             mesh,
             store,
             committer,

@@ -46,15 +46,66 @@ fn parse_alias(shard: &Shard, alias: &str, must_be_local: bool) -> ApiResult<Own
     Ok(parsed)
 }
 
-/// `GET /_matrix/client/v3/directory/room/{roomAlias}`.
-pub fn get(shard: &Shard, alias: &str) -> ApiResult<Value> {
+/// `GET /_matrix/client/v3/directory/room/{roomAlias}`. An alias of another
+/// server is asked of that server over federation.
+pub async fn get(shard: &Shard, alias: &str) -> ApiResult<Value> {
     let alias = parse_alias(shard, alias, false)?;
+    if alias.server_name() != shard.config.server_name.as_str() {
+        return get_remote(shard, &alias).await;
+    }
     let record = shard
         .store
         .get_json::<AliasRecord>(Map::Aliases, alias.as_bytes())?
         .ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
     Ok(json!({ "room_id": record.room_id, "servers": [shard.config.server_name] }))
 }
+
+/// Asks the alias's server for its room.
+async fn get_remote(shard: &Shard, alias: &ruma::RoomAliasId) -> ApiResult<Value> {
+    let server = alias.server_name().as_str();
+    let encoded = percent_encoding::utf8_percent_encode(alias.as_str(), QUERY_VALUE);
+    let uri = format!("/_matrix/federation/v1/query/directory?room_alias={encoded}");
+    let response = crate::federation::client::request(shard, server, "GET", &uri, None, true)
+        .await
+        .map_err(|error| {
+            tracing::info!(%alias, %error, "remote alias lookup failed");
+            MatrixError::bad_gateway(format!("Failed to ask {server} for the alias: {error}"))
+        })?;
+    match response.status {
+        200 => {}
+        404 => return Err(MatrixError::not_found("Room alias not found")),
+        status => {
+            tracing::info!(%alias, status, "remote alias lookup failed");
+            return Err(MatrixError::bad_gateway(format!(
+                "{server} answered the alias lookup with status {status}"
+            )));
+        }
+    }
+    let body = response
+        .json()
+        .map_err(|error| MatrixError::bad_gateway(error.to_string()))?;
+    let room_id = body
+        .get("room_id")
+        .and_then(Value::as_str)
+        .and_then(|id| ruma::RoomId::parse(id).ok())
+        .ok_or_else(|| MatrixError::bad_gateway(format!("{server} returned no valid room_id")))?;
+    let servers: Vec<&str> = body
+        .get("servers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter(|name| ruma::ServerName::parse(name).is_ok())
+        .collect();
+    Ok(json!({ "room_id": room_id, "servers": servers }))
+}
+
+/// Characters escaped in a query parameter value.
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// Returns the room an alias points to, reading the store from any shard.
 ///

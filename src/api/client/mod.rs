@@ -4,7 +4,7 @@
 mod account;
 mod context;
 mod create_room;
-mod directory;
+pub(crate) mod directory;
 mod discovery;
 pub mod filter;
 mod login;
@@ -61,7 +61,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &ApiRequest) -> ApiResult<Value>
         )),
         Route::CreateFilter(user_id) => filter::create(shard, request, user_id).await,
         Route::GetFilter(user_id, filter_id) => filter::get(shard, request, user_id, filter_id),
-        Route::Alias(AliasAction::Get, alias) => directory::get(shard, alias),
+        Route::Alias(AliasAction::Get, alias) => directory::get(shard, alias).await,
         Route::Alias(AliasAction::Put, alias) => directory::put(shard, request, alias).await,
         Route::Alias(AliasAction::Delete, alias) => directory::delete(shard, request, alias).await,
         Route::Room(room_id, action) => room(shard, request, room_id, action).await,
@@ -70,6 +70,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &ApiRequest) -> ApiResult<Value>
             crate::api::admin::shared_secret_register(shard, request).await
         }
         Route::Admin(route) => crate::api::admin::handle(shard, request, route).await,
+        Route::Federation(route) => crate::api::federation::handle(shard, request, route).await,
     }
 }
 

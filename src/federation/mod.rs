@@ -1,0 +1,11 @@
+//! The server-server API's transport: finding another server, signing and
+//! checking requests with `X-Matrix` authorization, the HTTPS client, and
+//! the cache of other servers' signing keys.
+
+pub mod client;
+pub mod destination;
+pub mod keys;
+pub mod request_auth;
+
+pub use client::{FederationError, FederationResponse};
+pub use keys::KeyCache;
