@@ -55,6 +55,7 @@ pub struct Shard {
     pub limiter: Limiter,
     pub client_tls: Arc<rustls::ClientConfig>,
     pub remote_keys: crate::federation::KeyCache,
+    pub outbound: crate::federation::sender::Outbound,
 }
 
 /// The parts a shard is built from.
@@ -102,6 +103,7 @@ impl Shard {
             limiter: Limiter::default(),
             client_tls: parts.client_tls,
             remote_keys: crate::federation::KeyCache::default(),
+            outbound: crate::federation::sender::Outbound::default(),
         }
     }
 

@@ -356,11 +356,13 @@ class Homeserver:
             ]
         return args + self.extra_args
 
-    def start(self) -> "Homeserver":
+    def start(self, keep_ports: bool = False) -> "Homeserver":
         """Start the process and wait until /health reports every shard serving.
 
         Picking a free port and binding it are not atomic, so a start that fails
-        before /health responds is retried on another port.
+        before /health responds is retried on another port. With `keep_ports`,
+        a restart listens on the ports of the previous run, which a federating
+        server needs because its server name contains the port.
         """
         if not self.binary.exists():
             raise AssertionError(
@@ -370,10 +372,11 @@ class Homeserver:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         ALL_SERVERS.append(self)
         for _attempt in range(3):
-            self.port = free_port()
-            if self.federation:
-                self.federation_port = free_port()
-                self.server_name = f"localhost:{self.federation_port}"
+            if not keep_ports:
+                self.port = free_port()
+                if self.federation:
+                    self.federation_port = free_port()
+                    self.server_name = f"localhost:{self.federation_port}"
             with open(self.log_path, "ab") as log:
                 log.write(f"==> starting: {' '.join(self.command())}\n".encode())
                 log.flush()

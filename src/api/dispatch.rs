@@ -12,7 +12,7 @@ use super::{
     client,
     error::{ApiResult, MatrixError},
     request::{ApiRequest, Auth, parse_query},
-    router::{self, RoomAction, Route},
+    router::{self, FederationRoute, RoomAction, Route},
 };
 use crate::{
     auth::token::{hash_token, hashes_equal},
@@ -265,6 +265,13 @@ fn owner_of(shard: &Shard, route: &Route, auth: Option<&Auth>) -> ShardId {
         | Route::CreateFilter(_)
         | Route::GetFilter(..) => user_shard(),
         Route::Alias(_, alias) => shard.owner(alias),
+        Route::Federation(
+            FederationRoute::MakeJoin(room_id, _)
+            | FederationRoute::SendJoin(room_id, _)
+            | FederationRoute::MissingEvents(room_id)
+            | FederationRoute::StateIds(room_id)
+            | FederationRoute::Backfill(room_id),
+        ) => shard.owner(room_id),
         _ => shard.id,
     }
 }

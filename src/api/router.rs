@@ -48,6 +48,20 @@ pub enum FederationRoute {
     Version,
     /// `GET /_matrix/federation/v1/query/directory`.
     QueryDirectory,
+    /// `GET /_matrix/federation/v1/make_join/{roomId}/{userId}`.
+    MakeJoin(String, String),
+    /// `PUT /_matrix/federation/v2/send_join/{roomId}/{eventId}`.
+    SendJoin(String, String),
+    /// `PUT /_matrix/federation/v1/send/{txnId}`.
+    Send(String),
+    /// `GET /_matrix/federation/v1/event/{eventId}`.
+    Event(String),
+    /// `POST /_matrix/federation/v1/get_missing_events/{roomId}`.
+    MissingEvents(String),
+    /// `GET /_matrix/federation/v1/state_ids/{roomId}`.
+    StateIds(String),
+    /// `GET /_matrix/federation/v1/backfill/{roomId}`.
+    Backfill(String),
 }
 
 impl FederationRoute {
@@ -61,6 +75,13 @@ impl FederationRoute {
         match self {
             Self::Version => "/_matrix/federation/v1/version",
             Self::QueryDirectory => "/_matrix/federation/v1/query/directory",
+            Self::MakeJoin(..) => "/_matrix/federation/v1/make_join/{roomId}/{userId}",
+            Self::SendJoin(..) => "/_matrix/federation/v2/send_join/{roomId}/{eventId}",
+            Self::Send(_) => "/_matrix/federation/v1/send/{txnId}",
+            Self::Event(_) => "/_matrix/federation/v1/event/{eventId}",
+            Self::MissingEvents(_) => "/_matrix/federation/v1/get_missing_events/{roomId}",
+            Self::StateIds(_) => "/_matrix/federation/v1/state_ids/{roomId}",
+            Self::Backfill(_) => "/_matrix/federation/v1/backfill/{roomId}",
         }
     }
 }
@@ -256,14 +277,7 @@ pub fn resolve(method: &str, path: &str) -> Result<Route, MatrixError> {
             (Some(route), &["GET", "POST"][..])
         }
         ["_eltrix", "admin", "v1", rest @ ..] => admin_route(method, rest),
-        ["_matrix", "federation", "v1", "version"] => (
-            Some(Route::Federation(FederationRoute::Version)),
-            &["GET"][..],
-        ),
-        ["_matrix", "federation", "v1", "query", "directory"] => (
-            Some(Route::Federation(FederationRoute::QueryDirectory)),
-            &["GET"][..],
-        ),
+        ["_matrix", "federation", version, rest @ ..] => federation_route(version, rest),
         _ => (None, &[][..]),
     };
     match route {
@@ -274,6 +288,32 @@ pub fn resolve(method: &str, path: &str) -> Result<Route, MatrixError> {
 }
 
 type Resolved = (Option<Route>, &'static [&'static str]);
+
+fn federation_route(version: &str, parts: &[&str]) -> Resolved {
+    let owned = |s: &&str| (*s).to_owned();
+    let route = match (version, parts) {
+        ("v1", ["version"]) => (Some(FederationRoute::Version), &["GET"][..]),
+        ("v1", ["query", "directory"]) => (Some(FederationRoute::QueryDirectory), &["GET"][..]),
+        ("v1", ["make_join", room, user]) => (
+            Some(FederationRoute::MakeJoin(owned(room), owned(user))),
+            &["GET"][..],
+        ),
+        ("v2", ["send_join", room, event]) => (
+            Some(FederationRoute::SendJoin(owned(room), owned(event))),
+            &["PUT"][..],
+        ),
+        ("v1", ["send", txn]) => (Some(FederationRoute::Send(owned(txn))), &["PUT"][..]),
+        ("v1", ["event", event]) => (Some(FederationRoute::Event(owned(event))), &["GET"][..]),
+        ("v1", ["get_missing_events", room]) => (
+            Some(FederationRoute::MissingEvents(owned(room))),
+            &["POST"][..],
+        ),
+        ("v1", ["state_ids", room]) => (Some(FederationRoute::StateIds(owned(room))), &["GET"][..]),
+        ("v1", ["backfill", room]) => (Some(FederationRoute::Backfill(owned(room))), &["GET"][..]),
+        _ => (None, &[][..]),
+    };
+    (route.0.map(Route::Federation), route.1)
+}
 
 fn client_route(method: &str, parts: &[&str]) -> Resolved {
     let owned = |s: &&str| (*s).to_owned();

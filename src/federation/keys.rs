@@ -114,3 +114,37 @@ fn parse_and_check(server: &str, body: &Value, now: u64) -> Result<ServerKeys, S
         fresh_until_ms: valid_until.min(now + MAX_CACHE_MS),
     })
 }
+
+/// Returns the keys of every server that signed `object`, this server's
+/// own included, for checking an event's signatures. A server whose keys
+/// cannot be fetched is left out, so a check that needs its signature fails.
+pub async fn keys_of_signers(shard: &Shard, object: &CanonicalJsonObject) -> PublicKeyMap {
+    let mut map = PublicKeyMap::new();
+    let own = &shard.config.server_name;
+    if let Some(key) = request_auth::public_key(&shard.key.public_base64) {
+        map.insert(own.clone(), PublicKeySet::from([(shard.key.key_id(), key)]));
+    }
+    let Some(ruma::CanonicalJsonValue::Object(signatures)) = object.get("signatures") else {
+        return map;
+    };
+    for (server, keys) in signatures {
+        if server == own {
+            continue;
+        }
+        let Some(key_id) = (match keys {
+            ruma::CanonicalJsonValue::Object(keys) => keys.keys().next().cloned(),
+            _ => None,
+        }) else {
+            continue;
+        };
+        match shard.remote_keys.keys_for(shard, server, &key_id).await {
+            Ok(keys) => {
+                map.insert(server.clone(), keys);
+            }
+            Err(reason) => {
+                tracing::info!(server, %reason, "failed to get the keys of an event's signer")
+            }
+        }
+    }
+    map
+}

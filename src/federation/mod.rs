@@ -6,6 +6,7 @@ pub mod client;
 pub mod destination;
 pub mod keys;
 pub mod request_auth;
+pub mod sender;
 
 pub use client::{FederationError, FederationResponse};
 pub use keys::KeyCache;

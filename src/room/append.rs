@@ -38,7 +38,22 @@ pub async fn append(
     let (pdus, batch) = prepare(shard, &mut room.borrow_mut(), drafts)?;
     let room_id = room.borrow().room_id.clone();
     commit(shard, &room_id, batch).await?;
+    send_to_other_servers(shard, &room.borrow(), &pdus);
     Ok(pdus)
+}
+
+/// Queues durable local events for the other servers with joined members.
+/// Callers of [`prepare`] call it after [`commit`] succeeds.
+pub fn send_to_other_servers(shard: &Rc<Shard>, room: &Room, pdus: &[Arc<Pdu>]) {
+    let destinations = room.other_servers(&shard.config.server_name);
+    if destinations.is_empty() {
+        return;
+    }
+    let events: Vec<serde_json::Value> = pdus
+        .iter()
+        .filter_map(|pdu| serde_json::to_value(&pdu.json).ok())
+        .collect();
+    crate::federation::sender::enqueue(shard, &destinations, &events);
 }
 
 /// Persists a batch from [`prepare`]; on failure the room is dropped from
@@ -197,9 +212,10 @@ impl Snapshot {
     }
 }
 
-/// Records the state group after `pdu`, which `room` has just applied: the
-/// current group for a message, a delta for a state event, and a full
-/// snapshot when the room has no group yet or its chain is at the maximum.
+/// Records the state group after `pdu`, which `room` has just applied. A
+/// message keeps the current group and a state event adds a delta. A full
+/// snapshot is written when the room has no group yet or its chain is at
+/// the maximum.
 pub(super) fn stage_state_group(room: &mut Room, pdu: &Pdu, batch: &mut WriteBatch) {
     let room_id = room.room_id.to_string();
     let group = match (room.state_group, &pdu.state_key) {

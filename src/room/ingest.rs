@@ -61,7 +61,7 @@ pub async fn ingest(
         (room.rules.clone(), room.room_id.clone())
     };
     let object = verify(object, keys, &rules)?;
-    let event_id = event_id_of(&object, &rules)?;
+    let event_id = event_id(&object, &rules)?;
     if shard.store.get(Map::Events, event_id.as_bytes())?.is_some() {
         return Ok(Outcome::Known);
     }
@@ -153,7 +153,7 @@ fn verify(
 
 /// Returns the ID of a received event: its `event_id` field in room versions
 /// 1 and 2, its reference hash after that.
-fn event_id_of(object: &CanonicalJsonObject, rules: &RoomVersionRules) -> ApiResult<OwnedEventId> {
+pub fn event_id(object: &CanonicalJsonObject, rules: &RoomVersionRules) -> ApiResult<OwnedEventId> {
     let id = match (rules.event_id_format, object.get("event_id")) {
         (EventIdFormatVersion::V1, Some(CanonicalJsonValue::String(id))) => id.clone(),
         (EventIdFormatVersion::V1, _) => {

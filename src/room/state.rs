@@ -273,6 +273,20 @@ impl Room {
         recipients
     }
 
+    /// Returns the servers other than `own` with a joined member, sorted.
+    #[must_use]
+    pub fn other_servers(&self, own: &str) -> Vec<String> {
+        let servers: std::collections::BTreeSet<String> = self
+            .members
+            .iter()
+            .filter(|(user, membership)| {
+                membership.as_str() == "join" && user.server_name().as_str() != own
+            })
+            .map(|(user, _)| user.server_name().to_string())
+            .collect();
+        servers.into_iter().collect()
+    }
+
     /// Finds a current state event by ID, for the authorization check.
     #[must_use]
     pub fn state_event_by_id(&self, event_id: &ruma::EventId) -> Option<&Arc<Pdu>> {

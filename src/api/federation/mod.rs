@@ -1,6 +1,12 @@
 //! The server-server API endpoints, and the `X-Matrix` check of the
 //! requests that need it.
 
+mod events;
+mod membership;
+mod transactions;
+
+use std::rc::Rc;
+
 use ruma::CanonicalJsonValue;
 use serde_json::{Value, json};
 
@@ -78,7 +84,7 @@ pub async fn authenticate(shard: &Shard, http: &HttpRequest) -> ApiResult<String
 ///
 /// Returns the endpoint's error.
 pub async fn handle(
-    shard: &Shard,
+    shard: &Rc<Shard>,
     request: &ApiRequest,
     route: &FederationRoute,
 ) -> ApiResult<Value> {
@@ -87,6 +93,17 @@ pub async fn handle(
             "server": { "name": "Eltrix", "version": env!("CARGO_PKG_VERSION") }
         })),
         FederationRoute::QueryDirectory => query_directory(shard, request),
+        FederationRoute::MakeJoin(room_id, user_id) => {
+            membership::make_join(shard, request, room_id, user_id)
+        }
+        FederationRoute::SendJoin(room_id, event_id) => {
+            membership::send_join(shard, request, room_id, event_id).await
+        }
+        FederationRoute::Send(_) => transactions::send(shard, request).await,
+        FederationRoute::Event(event_id) => events::event(shard, request, event_id).await,
+        FederationRoute::MissingEvents(room_id) => events::missing_events(shard, request, room_id),
+        FederationRoute::StateIds(room_id) => events::state_ids(shard, request, room_id),
+        FederationRoute::Backfill(room_id) => events::backfill(shard, request, room_id),
     }
 }
 
