@@ -237,7 +237,7 @@ pub(super) fn stage_state_group(room: &mut Room, pdu: &Pdu, batch: &mut WriteBat
         }
     };
     room.state_group = Some(group);
-    state_groups::stage_event_group(batch, pdu.event_id.as_str(), group);
+    state_groups::stage_event_group(batch, pdu.event_id.as_str(), group, room.state_group_chain);
 }
 
 fn stage(

@@ -116,7 +116,6 @@ pub async fn ingest(
                     shard,
                     &mut room_mut,
                     draft.clone(),
-                    &state_before,
                     &state_after_event,
                     &current,
                     remaining,
@@ -168,15 +167,22 @@ pub fn event_id(object: &CanonicalJsonObject, rules: &RoomVersionRules) -> ApiRe
     OwnedEventId::try_from(id).map_err(|error| MatrixError::bad_json(error.to_string()))
 }
 
-/// Returns the state after `event_id`. The room's current state serves for
-/// its only forward extremity when that event predates state groups.
+/// Returns the state after `event_id`: the current state for the room's
+/// only forward extremity, else its state group, else for an event stored
+/// before state groups its position in the state history.
 fn state_after(shard: &Shard, room: &Room, event_id: &EventId) -> ApiResult<StateIds> {
     let room_id = room.room_id.as_str();
+    // The room's only forward extremity has the current state after it.
+    if room.forks.is_empty()
+        && room
+            .last_event
+            .as_ref()
+            .is_some_and(|last| last.event_id == event_id)
+    {
+        return Ok(room.state_id_map());
+    }
     if let Some(state) = state_groups::state_after(&shard.store, room_id, event_id.as_str())? {
         return Ok(state);
-    }
-    if room.forward_extremities.len() == 1 && room.forward_extremities[0] == event_id {
-        return Ok(room.state_id_map());
     }
     let Some(record) = shard
         .store
@@ -304,7 +310,7 @@ async fn store_soft_failed(
     stage_event_record(&room.borrow(), &pdu, &mut batch)?;
     let after = with_event(state_before, &pdu);
     state_groups::stage_snapshot(&mut batch, room_id.as_str(), pdu.pos, &after);
-    state_groups::stage_event_group(&mut batch, pdu.event_id.as_str(), pdu.pos);
+    state_groups::stage_event_group(&mut batch, pdu.event_id.as_str(), pdu.pos, 0);
     append::commit(shard, &room_id, batch).await?;
     Ok(Arc::new(pdu))
 }
@@ -330,7 +336,6 @@ fn stage(
     shard: &Shard,
     room: &mut Room,
     mut pdu: Pdu,
-    state_before: &StateIds,
     state_after_event: &StateIds,
     current: &StateIds,
     extremities: Vec<OwnedEventId>,
@@ -346,19 +351,29 @@ fn stage(
     );
 
     // The state group after the event: the predecessor's group for a
-    // message after one event, a snapshot otherwise.
+    // message after one event, a delta on it for a state event, and a
+    // snapshot after several predecessors or at the end of a chain.
     let single_prev_group = match pdu.prev_events.as_slice() {
         [prev] => state_groups::group_of(&shard.store, prev.as_str())?,
         _ => None,
     };
-    let event_group = match single_prev_group {
-        Some(group) if pdu.state_key.is_none() && state_before == state_after_event => group,
+    let (event_group, event_chain) = match (single_prev_group, &pdu.state_key) {
+        (Some((group, chain)), None) => (group, chain),
+        (Some((parent, chain)), Some(state_key)) if chain < state_groups::MAX_CHAIN => {
+            let entry = (
+                pdu.kind.to_string(),
+                state_key.clone(),
+                pdu.event_id.to_string(),
+            );
+            state_groups::stage_delta(&mut batch, &room_id, pdu.pos, parent, entry);
+            (pdu.pos, chain + 1)
+        }
         _ => {
             state_groups::stage_snapshot(&mut batch, &room_id, pdu.pos, state_after_event);
-            pdu.pos
+            (pdu.pos, 0)
         }
     };
-    state_groups::stage_event_group(&mut batch, pdu.event_id.as_str(), event_group);
+    state_groups::stage_event_group(&mut batch, pdu.event_id.as_str(), event_group, event_chain);
     let pdu = Arc::new(pdu);
 
     // The room's current state.
@@ -378,7 +393,7 @@ fn stage(
         stage_state_changes(shard, &room_id, &previous, current, pdu.pos, &mut batch);
         room.replace_state(state);
     }
-    finish(shard, room, pdu, current, extremities, event_group, batch)
+    finish(shard, room, pdu, current, extremities, (event_group, event_chain), batch)
 }
 
 /// Returns a state event by ID from the room's current state or the store.
@@ -450,7 +465,7 @@ fn finish(
     pdu: Arc<Pdu>,
     current: &StateIds,
     extremities: Vec<OwnedEventId>,
-    event_group: u64,
+    (event_group, event_chain): (u64, u32),
     mut batch: WriteBatch,
 ) -> ApiResult<(Arc<Pdu>, WriteBatch)> {
     let room_id = room.room_id.to_string();
@@ -470,15 +485,15 @@ fn finish(
 
     // A current state that is not the state after one event gets a snapshot
     // of its own.
-    let group = if room.forward_extremities.len() == 1 {
-        event_group
+    let (group, chain) = if room.forward_extremities.len() == 1 {
+        (event_group, event_chain)
     } else {
         let group = shard.next_pos();
         state_groups::stage_snapshot(&mut batch, &room_id, group, current);
-        group
+        (group, 0)
     };
     room.state_group = Some(group);
-    room.state_group_chain = 0;
+    room.state_group_chain = chain;
 
     batch.put_json(Map::Rooms, room_id.as_bytes().to_vec(), &room.record());
     batch.put(

@@ -61,28 +61,34 @@ pub fn stage_delta(
     batch.put_json(Map::StateGroups, group_key(room_id, group), &record);
 }
 
-/// Stages that the state after `event_id` is group `group`.
-pub fn stage_event_group(batch: &mut WriteBatch, event_id: &str, group: u64) {
-    batch.put(
-        Map::EventStates,
-        event_id.as_bytes().to_vec(),
-        group.to_be_bytes().to_vec(),
-    );
+/// Stages that the state after `event_id` is group `group`, which is
+/// `chain` deltas from its nearest full snapshot.
+pub fn stage_event_group(batch: &mut WriteBatch, event_id: &str, group: u64, chain: u32) {
+    let mut value = group.to_be_bytes().to_vec();
+    value.extend_from_slice(&chain.to_be_bytes());
+    batch.put(Map::EventStates, event_id.as_bytes().to_vec(), value);
 }
 
-/// Returns the group of the state after `event_id`, or `None` for an event
-/// stored before state groups existed.
+/// Returns the group of the state after `event_id` and its chain length, or
+/// `None` for an event stored before state groups existed. A row written
+/// without the chain length reports [`MAX_CHAIN`].
 ///
 /// # Errors
 ///
 /// Returns a storage error.
-pub fn group_of(store: &Store, event_id: &str) -> Result<Option<u64>, StoreError> {
+pub fn group_of(store: &Store, event_id: &str) -> Result<Option<(u64, u32)>, StoreError> {
     let Some(bytes) = store.get(Map::EventStates, event_id.as_bytes())? else {
         return Ok(None);
     };
-    Ok(<[u8; 8]>::try_from(bytes.as_slice())
-        .ok()
-        .map(u64::from_be_bytes))
+    let group = bytes
+        .get(..8)
+        .and_then(|head| <[u8; 8]>::try_from(head).ok())
+        .map(u64::from_be_bytes);
+    let chain = bytes
+        .get(8..12)
+        .and_then(|tail| <[u8; 4]>::try_from(tail).ok())
+        .map_or(MAX_CHAIN, u32::from_be_bytes);
+    Ok(group.map(|group| (group, chain)))
 }
 
 /// Rebuilds the state of group `group`. A group whose chain is broken (a
@@ -128,7 +134,7 @@ pub fn state_after(
     event_id: &str,
 ) -> Result<Option<StateIds>, StoreError> {
     match group_of(store, event_id)? {
-        Some(group) => load(store, room_id, group).map(Some),
+        Some((group, _)) => load(store, room_id, group).map(Some),
         None => Ok(None),
     }
 }
@@ -163,12 +169,12 @@ mod tests {
         let mut batch = WriteBatch::default();
         let base = StateIds::from([(("m.room.create".to_owned(), String::new()), "$c".to_owned())]);
         stage_snapshot(&mut batch, room, 1, &base);
-        stage_event_group(&mut batch, "$c", 1);
+        stage_event_group(&mut batch, "$c", 1, 0);
         stage_delta(&mut batch, room, 2, 1, entry("m.room.topic", "", "$t1"));
-        stage_event_group(&mut batch, "$t1", 2);
-        stage_event_group(&mut batch, "$m", 2);
+        stage_event_group(&mut batch, "$t1", 2, 1);
+        stage_event_group(&mut batch, "$m", 2, 1);
         stage_delta(&mut batch, room, 3, 2, entry("m.room.topic", "", "$t2"));
-        stage_event_group(&mut batch, "$t2", 3);
+        stage_event_group(&mut batch, "$t2", 3, 2);
         write(&store, batch);
 
         let topic = ("m.room.topic".to_owned(), String::new());
@@ -180,6 +186,7 @@ mod tests {
         let after_second = state_after(&store, room, "$t2").unwrap().unwrap();
         assert_eq!(after_second.get(&topic).map(String::as_str), Some("$t2"));
         assert_eq!(state_after(&store, room, "$unknown").unwrap(), None);
+        assert_eq!(group_of(&store, "$t2").unwrap(), Some((3, 2)));
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
     }
