@@ -60,6 +60,8 @@ pub async fn ingest(
         let room = room.borrow();
         (room.rules.clone(), room.room_id.clone())
     };
+    ruma::state_res::check_pdu_format(&object, &rules.event_format)
+        .map_err(|reason| MatrixError::bad_json(format!("Invalid event format: {reason}")))?;
     let object = verify(object, keys, &rules)?;
     let event_id = event_id(&object, &rules)?;
     if shard.store.get(Map::Events, event_id.as_bytes())?.is_some() {
@@ -85,11 +87,15 @@ pub async fn ingest(
 
     // Apply, unless the room changed while resolution ran.
     loop {
-        let (extremities, before) = {
+        let (extremities, soft_failed) = {
             let room = room.borrow();
-            (room.forward_extremities.clone(), room.state_id_map())
+            let current = |kind: &str, key: &str| {
+                room.state_event(kind, key)
+                    .map(|event| event.event_id.to_string())
+            };
+            let soft_failed = check_with(&shard.store, &rules, &draft, current).err();
+            (room.forward_extremities.clone(), soft_failed)
         };
-        let soft_failed = check_against(&shard.store, &rules, &draft, &before).err();
         if let Some(reason) = soft_failed {
             tracing::info!(event_id = %draft.event_id, %reason, "received event soft-failed");
             let pdu = store_soft_failed(shard, room, draft, &state_before).await?;
@@ -286,13 +292,25 @@ fn check_against(
     pdu: &Pdu,
     state: &StateIds,
 ) -> Result<(), String> {
+    check_with(store, rules, pdu, |kind, key| {
+        state.get(&(kind.to_owned(), key.to_owned())).cloned()
+    })
+}
+
+/// Applies the authorization rules to `pdu` against the state that
+/// `lookup` returns the event ID of, by type and state key.
+fn check_with(
+    store: &Store,
+    rules: &RoomVersionRules,
+    pdu: &Pdu,
+    lookup: impl Fn(&str, &str) -> Option<String>,
+) -> Result<(), String> {
     super::auth::check_server_rules(pdu)?;
     let fetch_event = |id: &EventId| load_pdu(store, id.as_str()).ok().flatten().map(Arc::new);
     ruma::state_res::check_state_independent_auth_rules(&rules.authorization, pdu, fetch_event)?;
     let fetch_state = |kind: &StateEventType, key: &str| {
-        state
-            .get(&(kind.to_string(), key.to_owned()))
-            .and_then(|id| load_pdu(store, id).ok().flatten().map(Arc::new))
+        lookup(&kind.to_string(), key)
+            .and_then(|id| load_pdu(store, &id).ok().flatten().map(Arc::new))
     };
     ruma::state_res::check_state_dependent_auth_rules(&rules.authorization, pdu, fetch_state)
 }
@@ -376,24 +394,51 @@ fn stage(
     state_groups::stage_event_group(&mut batch, pdu.event_id.as_str(), event_group, event_chain);
     let pdu = Arc::new(pdu);
 
-    // The room's current state.
-    let previous = room.state_id_map();
-    if *current != previous {
-        let mut state = Vec::with_capacity(current.len());
-        for id in current.values() {
-            if id == pdu.event_id.as_str() {
-                state.push(pdu.clone());
-                continue;
-            }
-            match room_state_pdu(shard, room, id)? {
-                Some(event) => state.push(event),
-                None => tracing::warn!(%room_id, event_id = id, "resolved state event not found"),
-            }
+    // The room's current state changes only where resolution moved it.
+    let changed: Vec<((String, String), String)> = current
+        .iter()
+        .filter(|(key, id)| {
+            room.state
+                .get(*key)
+                .is_none_or(|event| event.event_id.as_str() != id.as_str())
+        })
+        .map(|(key, id)| (key.clone(), id.clone()))
+        .collect();
+    let removed: Vec<(String, String)> = room
+        .state
+        .keys()
+        .filter(|key| !current.contains_key(*key))
+        .cloned()
+        .collect();
+    for (key, id) in &changed {
+        let event = if id == pdu.event_id.as_str() {
+            Some(pdu.clone())
+        } else {
+            room_state_pdu(shard, room, id)?
+        };
+        match event {
+            Some(event) => room.set_state(event),
+            None => tracing::warn!(%room_id, event_id = id, ?key, "resolved state event not found"),
         }
-        stage_state_changes(shard, &room_id, &previous, current, pdu.pos, &mut batch);
-        room.replace_state(state);
     }
-    finish(shard, room, pdu, current, extremities, (event_group, event_chain), batch)
+    for key in &removed {
+        room.remove_state(key);
+    }
+    stage_state_changes(shard, &room_id, &changed, &removed, pdu.pos, &mut batch);
+    let current_group = CurrentGroup {
+        event: (event_group, event_chain),
+        changed: removed.is_empty().then_some(changed),
+    };
+    finish(shard, room, pdu, current, extremities, current_group, batch)
+}
+
+/// What `finish` needs to record the group of the room's new current state.
+struct CurrentGroup {
+    /// The group and chain length of the state after the accepted event.
+    event: (u64, u32),
+    /// The entries that changed in the current state, when none was removed,
+    /// so the new group can be a delta on the previous one.
+    changed: Option<Vec<((String, String), String)>>,
 }
 
 /// Returns a state event by ID from the room's current state or the store.
@@ -406,9 +451,9 @@ fn room_state_pdu(shard: &Shard, room: &Room, event_id: &str) -> ApiResult<Optio
     Ok(load_pdu(&shard.store, event_id)?.map(Arc::new))
 }
 
-/// Stages the rows of the current state that change from `previous` to
-/// `current`, with the state history entries at `pos`, and the memberships
-/// of local users.
+/// Stages the rows of the current state that `changed` sets and `removed`
+/// deletes, with the state history entries at `pos`, and the memberships of
+/// local users.
 ///
 /// NOTE: only the accepted event itself is announced to the sync index. A
 /// local user whose membership changes through resolution alone keeps the
@@ -417,16 +462,13 @@ fn room_state_pdu(shard: &Shard, room: &Room, event_id: &str) -> ApiResult<Optio
 fn stage_state_changes(
     shard: &Shard,
     room_id: &str,
-    previous: &StateIds,
-    current: &StateIds,
+    changed: &[((String, String), String)],
+    removed: &[(String, String)],
     pos: u64,
     batch: &mut WriteBatch,
 ) {
     let suffix = format!(":{}", shard.config.server_name);
-    for ((kind, key), id) in current {
-        if previous.get(&(kind.clone(), key.clone())) == Some(id) {
-            continue;
-        }
+    for ((kind, key), id) in changed {
         batch.put(
             Map::RoomState,
             keys::state(room_id, kind, key),
@@ -450,10 +492,8 @@ fn stage_state_changes(
             batch.put_json(Map::UserRooms, keys::pair(key, room_id), &record);
         }
     }
-    for (kind, key) in previous.keys() {
-        if !current.contains_key(&(kind.clone(), key.clone())) {
-            batch.delete(Map::RoomState, keys::state(room_id, kind, key));
-        }
+    for (kind, key) in removed {
+        batch.delete(Map::RoomState, keys::state(room_id, kind, key));
     }
 }
 
@@ -465,7 +505,7 @@ fn finish(
     pdu: Arc<Pdu>,
     current: &StateIds,
     extremities: Vec<OwnedEventId>,
-    (event_group, event_chain): (u64, u32),
+    current_group: CurrentGroup,
     mut batch: WriteBatch,
 ) -> ApiResult<(Arc<Pdu>, WriteBatch)> {
     let room_id = room.room_id.to_string();
@@ -483,14 +523,24 @@ fn finish(
     room.depth = room.depth.max(pdu.depth);
     room.last_pos = pdu.pos;
 
-    // A current state that is not the state after one event gets a snapshot
-    // of its own.
-    let (group, chain) = if room.forward_extremities.len() == 1 {
-        (event_group, event_chain)
-    } else {
-        let group = shard.next_pos();
-        state_groups::stage_snapshot(&mut batch, &room_id, group, current);
-        (group, 0)
+    // A current state that is not the state after one event gets a group of
+    // its own: a delta on the previous current state, or a snapshot.
+    let (group, chain) = match (room.state_group, current_group.changed) {
+        _ if room.forward_extremities.len() == 1 => current_group.event,
+        (Some(parent), Some(changed)) if room.state_group_chain < state_groups::MAX_CHAIN => {
+            let group = shard.next_pos();
+            let entries = changed
+                .into_iter()
+                .map(|((kind, key), id)| (kind, key, id))
+                .collect();
+            state_groups::stage_entries(&mut batch, &room_id, group, parent, entries);
+            (group, room.state_group_chain + 1)
+        }
+        _ => {
+            let group = shard.next_pos();
+            state_groups::stage_snapshot(&mut batch, &room_id, group, current);
+            (group, 0)
+        }
     };
     room.state_group = Some(group);
     room.state_group_chain = chain;

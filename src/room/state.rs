@@ -233,6 +233,21 @@ impl Room {
         }
     }
 
+    /// Removes the current state event of `key`, for a state that resolution
+    /// produced without it.
+    pub fn remove_state(&mut self, key: &StateKey) {
+        let Some(removed) = self.state.remove(key) else {
+            return;
+        };
+        self.state_ids.remove(&removed.event_id);
+        if key.0 == "m.room.member" {
+            self.recipients = None;
+            if let Ok(user_id) = OwnedUserId::try_from(key.1.as_str()) {
+                self.members.remove(&user_id);
+            }
+        }
+    }
+
     /// Returns the current state event of `kind` and `state_key`.
     #[must_use]
     pub fn state_event(&self, kind: &str, state_key: &str) -> Option<&Arc<Pdu>> {

@@ -61,6 +61,21 @@ pub fn stage_delta(
     batch.put_json(Map::StateGroups, group_key(room_id, group), &record);
 }
 
+/// Stages group `group` as `parent` with several more state events.
+pub fn stage_entries(
+    batch: &mut WriteBatch,
+    room_id: &str,
+    group: u64,
+    parent: u64,
+    entries: Vec<(String, String, String)>,
+) {
+    let record = StateGroupRecord {
+        parent: Some(parent),
+        entries,
+    };
+    batch.put_json(Map::StateGroups, group_key(room_id, group), &record);
+}
+
 /// Stages that the state after `event_id` is group `group`, which is
 /// `chain` deltas from its nearest full snapshot.
 pub fn stage_event_group(batch: &mut WriteBatch, event_id: &str, group: u64, chain: u32) {

@@ -78,23 +78,37 @@ pub fn missing_events(shard: &Shard, request: &ApiRequest, room_id: &str) -> Api
     let room = shard.room(&room_id)?;
     check_server_in_room(&room.borrow(), origin(request)?)?;
     let body = request.body_object()?;
-    let ids = |name: &str| -> Vec<String> {
-        body.get(name)
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| id.as_str().map(str::to_owned))
-            .collect()
+    let ids = |name: &str| -> ApiResult<Vec<String>> {
+        let invalid = || MatrixError::bad_json(format!("{name} must be an array of event IDs"));
+        match body.get(name) {
+            None => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|id| id.as_str().map(str::to_owned))
+                .collect::<Option<Vec<String>>>()
+                .ok_or_else(invalid),
+            Some(_) => Err(invalid()),
+        }
     };
-    let limit = body
-        .get("limit")
-        .and_then(Value::as_u64)
-        .map_or(10, |limit| usize::try_from(limit).unwrap_or(MAX_MISSING))
+    let integer = |name: &str, default: u64| -> ApiResult<u64> {
+        match body.get(name) {
+            None => Ok(default),
+            Some(value) => value.as_u64().ok_or_else(|| {
+                MatrixError::bad_json(format!("{name} must be a non-negative integer"))
+            }),
+        }
+    };
+    let limit = usize::try_from(integer("limit", 10)?)
+        .unwrap_or(MAX_MISSING)
         .min(MAX_MISSING);
-    let min_depth = body.get("min_depth").and_then(Value::as_u64).unwrap_or(0);
-    let earliest: HashSet<String> = ids("earliest_events").into_iter().collect();
+    let min_depth = integer("min_depth", 0)?;
+    let earliest: HashSet<String> = ids("earliest_events")?.into_iter().collect();
+    let latest = ids("latest_events")?;
+    if limit == 0 {
+        return Ok(json!({ "events": [] }));
+    }
 
-    let mut seen: HashSet<String> = ids("latest_events").into_iter().collect();
+    let mut seen: HashSet<String> = latest.into_iter().collect();
     let mut queue: std::collections::VecDeque<String> = seen.iter().cloned().collect();
     let mut found = Vec::new();
     while let Some(id) = queue.pop_front() {

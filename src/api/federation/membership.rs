@@ -104,7 +104,7 @@ pub async fn send_join(
 ) -> ApiResult<Value> {
     let origin = origin(request)?.to_owned();
     let room_id = parse_room(room_id)?;
-    let object: CanonicalJsonObject = serde_json::from_slice(&request.body)
+    let object: CanonicalJsonObject = serde_json::from_value(Value::Object(request.body_object()?))
         .map_err(|error| MatrixError::bad_json(format!("Invalid event: {error}")))?;
     let field = |name: &str| match object.get(name) {
         Some(CanonicalJsonValue::String(value)) => Some(value.clone()),
@@ -133,6 +133,12 @@ pub async fn send_join(
     }
 
     let room = shard.room(&room_id)?;
+    let computed = ingest::event_id(&object, &room.borrow().rules)?;
+    if computed.as_str() != event_id {
+        return Err(MatrixError::bad_json(format!(
+            "The event's ID is {computed}, not {event_id}"
+        )));
+    }
     let signers = keys::keys_of_signers(shard, &object).await;
     let join = match ingest::ingest(shard, &room, object.clone(), &signers).await? {
         Outcome::Accepted(pdu) | Outcome::SoftFailed(pdu) => pdu,
@@ -144,12 +150,6 @@ pub async fn send_join(
             )
         }
     };
-    if join.event_id.as_str() != event_id {
-        return Err(MatrixError::bad_json(format!(
-            "The event's ID is {}, not {event_id}",
-            join.event_id
-        )));
-    }
 
     // The state before the join: the state after its one predecessor, or
     // the current state without the join.

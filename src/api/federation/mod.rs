@@ -45,8 +45,10 @@ pub async fn authenticate(shard: &Shard, http: &HttpRequest) -> ApiResult<String
     let content = if http.body.is_empty() {
         None
     } else {
-        let value = serde_json::from_slice::<CanonicalJsonValue>(&http.body).map_err(|error| {
-            MatrixError::not_json(format!("Body is not canonical JSON: {error}"))
+        let value = serde_json::from_slice::<Value>(&http.body)
+            .map_err(|error| MatrixError::not_json(format!("Body is not JSON: {error}")))?;
+        let value = CanonicalJsonValue::try_from(value).map_err(|error| {
+            MatrixError::bad_json(format!("Body is not canonical JSON: {error}"))
         })?;
         Some(value)
     };

@@ -41,10 +41,11 @@ pub async fn send(shard: &Rc<Shard>, request: &ApiRequest) -> ApiResult<Value> {
         None => Vec::new(),
         Some(_) => return Err(MatrixError::bad_json("pdus must be an array")),
     };
-    let edus = body
-        .get("edus")
-        .and_then(Value::as_array)
-        .map_or(0, Vec::len);
+    let edus = match body.get("edus") {
+        Some(Value::Array(edus)) => edus.len(),
+        None => 0,
+        Some(_) => return Err(MatrixError::bad_json("edus must be an array")),
+    };
     if pdus.len() > MAX_PDUS || edus > MAX_EDUS {
         return Err(MatrixError::bad_json(format!(
             "A transaction carries at most {MAX_PDUS} PDUs and {MAX_EDUS} EDUs"
@@ -71,6 +72,15 @@ pub async fn send(shard: &Rc<Shard>, request: &ApiRequest) -> ApiResult<Value> {
                 take(&shard, room_id, object).await
             })
             .await?;
+        let Some(event_id) = event_id else {
+            // Without the room's version the event has no ID to report it by.
+            tracing::info!(
+                origin,
+                error = outcome.err(),
+                "dropped a PDU of a room unknown here"
+            );
+            continue;
+        };
         let result = match outcome {
             Ok(()) => json!({}),
             Err(error) => {
@@ -83,23 +93,27 @@ pub async fn send(shard: &Rc<Shard>, request: &ApiRequest) -> ApiResult<Value> {
     Ok(json!({ "pdus": results }))
 }
 
-/// Takes one event into its room on the room's shard. Returns its ID, or a
-/// placeholder when the ID cannot be computed, and the error if it failed.
+/// Takes one event into its room on the room's shard. Returns its ID, or
+/// `None` when the room is unknown or the ID cannot be computed, and the
+/// error if it failed.
 async fn take(
     shard: &Rc<Shard>,
     room_id: OwnedRoomId,
     object: CanonicalJsonObject,
-) -> (String, Result<(), String>) {
+) -> (Option<String>, Result<(), String>) {
     let room = match shard.room(&room_id) {
         Ok(room) => room,
-        Err(error) => return (String::new(), Err(error.message)),
+        Err(error) => return (None, Err(error.message)),
     };
     let rules = room.borrow().rules.clone();
     let event_id = match ingest::event_id(&object, &rules) {
         Ok(id) => id.to_string(),
-        Err(error) => return (String::new(), Err(error.message)),
+        Err(error) => return (None, Err(error.message)),
     };
     let signers = keys::keys_of_signers(shard, &object).await;
     let outcome = ingest::ingest(shard, &room, object, &signers).await;
-    (event_id, outcome.map(|_| ()).map_err(|error| error.message))
+    (
+        Some(event_id),
+        outcome.map(|_| ()).map_err(|error| error.message),
+    )
 }
