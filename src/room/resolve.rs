@@ -74,42 +74,54 @@ pub async fn resolve_off_shard(
         .map_err(|_| "the state resolution thread stopped without a result".to_owned())?
 }
 
-/// Resolves `forks` on a thread of its own, which reads the events it needs
-/// from `unstored` or else from `store`, and waits for the result without
-/// blocking the calling shard.
+/// Runs `work` on a thread of its own and waits for its result without
+/// blocking the calling shard, which keeps serving its other rooms.
 ///
 /// # Errors
 ///
-/// Returns the reasons of [`resolve`], or a message if the thread cannot be
-/// started.
-pub async fn resolve_from_store(
-    rules: RoomVersionRules,
-    forks: Vec<StateMap<OwnedEventId>>,
-    store: crate::store::Store,
-    unstored: Vec<Arc<Pdu>>,
-) -> Result<StateMap<OwnedEventId>, String> {
+/// Returns a message if the thread cannot be started or stops without a
+/// result.
+pub async fn off_shard<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
     let (reply, result) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("state-res".to_owned())
         .spawn(move || {
-            let known = unstored
-                .into_iter()
-                .map(|event| (event.event_id.clone(), event));
-            let cache = std::cell::RefCell::new(known.collect::<HashMap<_, _>>());
-            let fetch = |id: &EventId| {
-                if let Some(event) = cache.borrow().get(id) {
-                    return Some(Arc::clone(event));
-                }
-                let event = Arc::new(super::state::load_pdu(&store, id.as_str()).ok()??);
-                cache.borrow_mut().insert(id.to_owned(), event.clone());
-                Some(event)
-            };
-            let _ = reply.send(resolve(&rules, &forks, &fetch));
+            let _ = reply.send(work());
         })
         .map_err(|error| format!("failed to start a state resolution thread: {error}"))?;
     result
         .await
-        .map_err(|_| "the state resolution thread stopped without a result".to_owned())?
+        .map_err(|_| "the state resolution thread stopped without a result".to_owned())
+}
+
+/// Resolves `forks`, reading the events it needs from `unstored` or else
+/// from `store`. Meant for [`off_shard`], because reading and resolving a
+/// large room's state takes long.
+///
+/// # Errors
+///
+/// Returns the reasons of [`resolve`].
+pub fn resolve_with_store(
+    rules: &RoomVersionRules,
+    forks: &[StateMap<OwnedEventId>],
+    store: &crate::store::Store,
+    unstored: Vec<Arc<Pdu>>,
+) -> Result<StateMap<OwnedEventId>, String> {
+    let known = unstored
+        .into_iter()
+        .map(|event| (event.event_id.clone(), event));
+    let cache = std::cell::RefCell::new(known.collect::<HashMap<_, _>>());
+    let fetch = |id: &EventId| {
+        if let Some(event) = cache.borrow().get(id) {
+            return Some(Arc::clone(event));
+        }
+        let event = Arc::new(super::state::load_pdu(store, id.as_str()).ok()??);
+        cache.borrow_mut().insert(id.to_owned(), event.clone());
+        Some(event)
+    };
+    resolve(rules, forks, &fetch)
 }
 
 /// Returns every event reachable from `starts` through `auth_events`, the
