@@ -9,9 +9,9 @@
 //! own (see `resolve::off_shard`), so the shard keeps serving its other rooms
 //! meanwhile.
 //!
-//! NOTE: the shard thread still copies and compares the room's state maps,
-//! about 19 ms for an event that forks a room of 10,000 members
-//! (`cargo bench -p bench --bench ingest`).
+//! NOTE: the shard thread still copies the current state for resolution and
+//! compares it with the result, about 11 ms for an event that forks a room
+//! of 10,000 members (`cargo bench -p bench --bench ingest`).
 
 use std::{cell::RefCell, rc::Rc, sync::Arc};
 
@@ -25,7 +25,7 @@ use ruma::{
 
 use super::{
     Pdu, append, history, resolve,
-    state::{Room, load_pdu},
+    state::{Room, StateKey, load_pdu},
     state_groups::{self, StateIds},
 };
 use crate::{
@@ -84,6 +84,10 @@ pub async fn ingest(
         prev_states.push(state_after(shard, room, prev).await?);
     }
     let state_before = resolve_states(shard, &rules, prev_states, Vec::new()).await?;
+    let state_after_event = match &draft.state_key {
+        Some(_) => Arc::new(with_event(&state_before, &draft)),
+        None => state_before.clone(),
+    };
 
     check_auth_events(&shard.store, &rules, &draft)?;
     check_against(&shard.store, &rules, &draft, &state_before).map_err(|reason| {
@@ -103,11 +107,10 @@ pub async fn ingest(
         };
         if let Some(reason) = soft_failed {
             tracing::info!(event_id = %draft.event_id, %reason, "received event soft-failed");
-            let pdu = store_soft_failed(shard, room, draft, &state_before).await?;
+            let pdu = store_soft_failed(shard, room, draft, &state_after_event).await?;
             return Ok(Outcome::SoftFailed(pdu));
         }
 
-        let state_after_event = with_event(&state_before, &draft);
         let mut remaining: Vec<OwnedEventId> = extremities
             .iter()
             .filter(|id| !draft.prev_events.contains(id))
@@ -185,7 +188,7 @@ async fn state_after(
     shard: &Shard,
     room: &RefCell<Room>,
     event_id: &EventId,
-) -> ApiResult<StateIds> {
+) -> ApiResult<Arc<StateIds>> {
     let room_id = {
         let room = room.borrow();
         // The room's only forward extremity has the current state after it.
@@ -195,7 +198,7 @@ async fn state_after(
                 .as_ref()
                 .is_some_and(|last| last.event_id == event_id)
         {
-            return Ok(room.state_id_map());
+            return Ok(Arc::new(room.state_id_map()));
         }
         room.room_id.to_string()
     };
@@ -208,7 +211,7 @@ async fn state_after(
             .await
             .map_err(MatrixError::internal)??;
     if let Some(state) = grouped {
-        return Ok(state);
+        return Ok(Arc::new(state));
     }
     let room_id = room_id.as_str();
     let Some(record) = shard
@@ -224,7 +227,11 @@ async fn state_after(
             "Previous event {event_id} is in another room"
         )));
     }
-    Ok(history::state_at(&shard.store, room_id, record.pos)?)
+    Ok(Arc::new(history::state_at(
+        &shard.store,
+        room_id,
+        record.pos,
+    )?))
 }
 
 /// Resolves `forks`, or returns the only one, on a thread of its own.
@@ -233,29 +240,35 @@ async fn state_after(
 async fn resolve_states(
     shard: &Shard,
     rules: &RoomVersionRules,
-    forks: Vec<StateIds>,
+    forks: Vec<Arc<StateIds>>,
     unstored: Vec<Arc<Pdu>>,
-) -> ApiResult<StateIds> {
+) -> ApiResult<Arc<StateIds>> {
     if forks.len() <= 1 {
         return Ok(forks.into_iter().next().unwrap_or_default());
     }
     let (rules, store) = (rules.clone(), shard.store.clone());
     let resolved = resolve::off_shard(move || {
-        let mut distinct: Vec<StateIds> = Vec::new();
+        let mut distinct: Vec<Arc<StateIds>> = Vec::new();
         for fork in forks {
-            if !distinct.contains(&fork) {
+            if !distinct
+                .iter()
+                .any(|known| Arc::ptr_eq(known, &fork) || **known == *fork)
+            {
                 distinct.push(fork);
             }
         }
         if distinct.len() <= 1 {
             return Ok(distinct.pop().unwrap_or_default());
         }
-        let maps: Vec<StateMap<OwnedEventId>> = distinct.iter().map(to_state_map).collect();
+        let maps: Vec<StateMap<OwnedEventId>> =
+            distinct.iter().map(|fork| to_state_map(fork)).collect();
         let resolved = resolve::resolve_with_store(&rules, &maps, &store, unstored)?;
-        Ok(resolved
-            .into_iter()
-            .map(|((kind, key), id)| ((kind.to_string(), key), id.to_string()))
-            .collect())
+        Ok(Arc::new(
+            resolved
+                .into_iter()
+                .map(|((kind, key), id)| ((kind.to_string(), key), id.to_string()))
+                .collect(),
+        ))
     })
     .await
     .and_then(|result| result)
@@ -351,14 +364,13 @@ async fn store_soft_failed(
     shard: &Rc<Shard>,
     room: &Rc<RefCell<Room>>,
     mut pdu: Pdu,
-    state_before: &StateIds,
+    state_after_event: &StateIds,
 ) -> ApiResult<Arc<Pdu>> {
     let room_id = room.borrow().room_id.clone();
     pdu.pos = shard.next_pos();
     let mut batch = WriteBatch::default();
     stage_event_record(&room.borrow(), &pdu, &mut batch)?;
-    let after = with_event(state_before, &pdu);
-    state_groups::stage_snapshot(&mut batch, room_id.as_str(), pdu.pos, &after);
+    state_groups::stage_snapshot(&mut batch, room_id.as_str(), pdu.pos, state_after_event);
     state_groups::stage_event_group(&mut batch, pdu.event_id.as_str(), pdu.pos, 0);
     append::commit(shard, &room_id, batch).await?;
     Ok(Arc::new(pdu))
@@ -426,21 +438,7 @@ fn stage(
     let pdu = Arc::new(pdu);
 
     // The room's current state changes only where resolution moved it.
-    let changed: Vec<((String, String), String)> = current
-        .iter()
-        .filter(|(key, id)| {
-            room.state
-                .get(*key)
-                .is_none_or(|event| event.event_id.as_str() != id.as_str())
-        })
-        .map(|(key, id)| (key.clone(), id.clone()))
-        .collect();
-    let removed: Vec<(String, String)> = room
-        .state
-        .keys()
-        .filter(|key| !current.contains_key(*key))
-        .cloned()
-        .collect();
+    let (changed, removed) = diff(&room.state, current);
     for (key, id) in &changed {
         let event = if id == pdu.event_id.as_str() {
             Some(pdu.clone())
@@ -461,6 +459,49 @@ fn stage(
         changed: removed.is_empty().then_some(changed),
     };
     finish(shard, room, pdu, current, extremities, current_group, batch)
+}
+
+/// Returns the entries of `new` that differ from `old` and the keys of
+/// `old` that `new` lacks, walking both maps once in their shared order.
+fn diff(
+    old: &std::collections::BTreeMap<StateKey, Arc<Pdu>>,
+    new: &StateIds,
+) -> (Vec<(StateKey, String)>, Vec<StateKey>) {
+    use std::cmp::Ordering;
+    let (mut changed, mut removed) = (Vec::new(), Vec::new());
+    let mut old_entries = old.iter().peekable();
+    let mut new_entries = new.iter().peekable();
+    loop {
+        match (old_entries.peek(), new_entries.peek()) {
+            (None, None) => break,
+            (Some((key, _)), None) => {
+                removed.push((*key).clone());
+                old_entries.next();
+            }
+            (None, Some((key, id))) => {
+                changed.push(((*key).clone(), (*id).clone()));
+                new_entries.next();
+            }
+            (Some((old_key, event)), Some((new_key, id))) => match old_key.cmp(new_key) {
+                Ordering::Less => {
+                    removed.push((*old_key).clone());
+                    old_entries.next();
+                }
+                Ordering::Greater => {
+                    changed.push(((*new_key).clone(), (*id).clone()));
+                    new_entries.next();
+                }
+                Ordering::Equal => {
+                    if event.event_id.as_str() != id.as_str() {
+                        changed.push(((*new_key).clone(), (*id).clone()));
+                    }
+                    old_entries.next();
+                    new_entries.next();
+                }
+            },
+        }
+    }
+    (changed, removed)
 }
 
 /// What `finish` needs to record the group of the room's new current state.
