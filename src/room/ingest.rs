@@ -34,7 +34,7 @@ use crate::{
     store::{EventRecord, Map, MembershipRecord, Store, WriteBatch, keys},
 };
 
-/// What became of a received event.
+/// The result of taking in a received event.
 #[derive(Debug)]
 pub enum Outcome {
     /// The event passed every check and is part of the room's graph.
@@ -504,7 +504,7 @@ fn diff(
     (changed, removed)
 }
 
-/// What `finish` needs to record the group of the room's new current state.
+/// The inputs from which `finish` records the group of the new current state.
 struct CurrentGroup {
     /// The group and chain length of the state after the accepted event.
     event: (u64, u32),
