@@ -38,13 +38,13 @@ pub async fn append(
     let (pdus, batch) = prepare(shard, &mut room.borrow_mut(), drafts)?;
     let room_id = room.borrow().room_id.clone();
     commit(shard, &room_id, batch).await?;
-    send_to_other_servers(shard, &room.borrow(), &pdus);
+    send_to_other_servers(shard, &mut room.borrow_mut(), &pdus);
     Ok(pdus)
 }
 
 /// Queues durable local events for the other servers with joined members.
 /// Callers of [`prepare`] call it after [`commit`] succeeds.
-pub fn send_to_other_servers(shard: &Rc<Shard>, room: &Room, pdus: &[Arc<Pdu>]) {
+pub fn send_to_other_servers(shard: &Rc<Shard>, room: &mut Room, pdus: &[Arc<Pdu>]) {
     let destinations = room.other_servers(&shard.config.server_name);
     if destinations.is_empty() {
         return;
@@ -202,6 +202,7 @@ impl Snapshot {
         room.state_ids = self.state_ids;
         room.members = self.members;
         room.recipients = None;
+        room.remote_servers = None;
         room.forward_extremities = self.forward_extremities;
         room.last_event = self.last_event;
         room.forks = self.forks;

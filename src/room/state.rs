@@ -43,6 +43,9 @@ pub struct Room {
     /// recipients of each new event's announcement; rebuilt after a
     /// membership change.
     pub(crate) recipients: Option<Recipients>,
+    /// The servers other than this one with joined members, sorted; rebuilt
+    /// after a membership change.
+    pub(crate) remote_servers: Option<Arc<Vec<String>>>,
     /// The events without successors: `last_event` first, then `forks`.
     pub forward_extremities: Vec<OwnedEventId>,
     /// The newest event, one of the `prev_events` of the next one.
@@ -85,6 +88,7 @@ impl Room {
             state_ids: HashMap::new(),
             members: HashMap::new(),
             recipients: None,
+            remote_servers: None,
             forward_extremities: Vec::new(),
             last_event: None,
             forks: Vec::new(),
@@ -166,18 +170,6 @@ impl Room {
             .collect()
     }
 
-    /// Replaces the current state with `state`, for a state that resolution
-    /// produced.
-    pub fn replace_state(&mut self, state: Vec<Arc<Pdu>>) {
-        self.state.clear();
-        self.state_ids.clear();
-        self.members.clear();
-        self.recipients = None;
-        for pdu in state {
-            self.set_state(pdu);
-        }
-    }
-
     /// Returns the current state as `(type, state key)` to event ID.
     #[must_use]
     pub fn state_id_map(&self) -> super::state_groups::StateIds {
@@ -220,6 +212,7 @@ impl Room {
         let key = (pdu.kind.to_string(), state_key);
         if key.0 == "m.room.member" {
             self.recipients = None;
+            self.remote_servers = None;
         }
         if key.0 == "m.room.member"
             && let (Ok(user_id), Some(membership)) =
@@ -242,6 +235,7 @@ impl Room {
         self.state_ids.remove(&removed.event_id);
         if key.0 == "m.room.member" {
             self.recipients = None;
+            self.remote_servers = None;
             if let Ok(user_id) = OwnedUserId::try_from(key.1.as_str()) {
                 self.members.remove(&user_id);
             }
@@ -289,8 +283,10 @@ impl Room {
     }
 
     /// Returns the servers other than `own` with a joined member, sorted.
-    #[must_use]
-    pub fn other_servers(&self, own: &str) -> Vec<String> {
+    pub fn other_servers(&mut self, own: &str) -> Arc<Vec<String>> {
+        if let Some(servers) = &self.remote_servers {
+            return servers.clone();
+        }
         let servers: std::collections::BTreeSet<String> = self
             .members
             .iter()
@@ -299,7 +295,9 @@ impl Room {
             })
             .map(|(user, _)| user.server_name().to_string())
             .collect();
-        servers.into_iter().collect()
+        let servers = Arc::new(servers.into_iter().collect::<Vec<_>>());
+        self.remote_servers = Some(servers.clone());
+        servers
     }
 
     /// Finds a current state event by ID, for the authorization check.

@@ -175,6 +175,6 @@ async fn send_once(
     room.borrow_mut().pending_txns.remove(&txn_key);
     committed.notify_waiters();
     result?;
-    append::send_to_other_servers(shard, &room.borrow(), &pdus);
+    append::send_to_other_servers(shard, &mut room.borrow_mut(), &pdus);
     Ok(json!({ "event_id": event_id }))
 }
