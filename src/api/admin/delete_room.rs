@@ -88,8 +88,10 @@ async fn delete_on_owner(
 }
 
 /// Sends a leave event for every local member who is joined, invited or
-/// knocking, all in one batch, and returns those users. Users of other
-/// servers cannot be members while federation is not served.
+/// knocking, all in one batch, and returns those users.
+///
+/// NOTE: members on other servers are not removed, and their servers learn
+/// of the deletion only from the local members' leave events.
 async fn remove_members(shard: &Rc<Shard>, room: &Rc<RefCell<Room>>) -> ApiResult<Vec<String>> {
     let suffix = format!(":{}", shard.config.server_name);
     let mut members: Vec<OwnedUserId> = room

@@ -1,6 +1,7 @@
 //! `GET /_eltrix/admin/v1/statistics`: counts read from the store.
 //!
-//! Media and federation are not served, so their counts are zero.
+//! Media is not served and federation counts are not collected, so both are
+//! zero.
 
 use std::collections::HashMap;
 

@@ -176,8 +176,9 @@ pub async fn change(
     Ok(json!({}))
 }
 
-/// Rejects invites that no one could accept: users of other servers, while
-/// federation is not served, and local users who do not exist.
+/// Rejects invites that no one could accept: users of other servers,
+/// because invites over federation are not served, and local users who do
+/// not exist.
 ///
 /// # Errors
 ///
