@@ -306,7 +306,7 @@ fn stage(
 /// accept any redaction event from room version 3 on, so the redaction is
 /// applied only when its sender sent the target or has the `redact` level.
 /// Otherwise the event stays in the timeline without effect.
-fn stage_redaction(
+pub(super) fn stage_redaction(
     shard: &Shard,
     room: &Room,
     redaction: &Pdu,

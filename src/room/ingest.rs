@@ -435,6 +435,9 @@ fn stage(
         }
     };
     state_groups::stage_event_group(&mut batch, pdu.event_id.as_str(), event_group, event_chain);
+    if let Some(target) = &pdu.redacts {
+        append::stage_redaction(shard, room, &pdu, target.as_str(), &mut batch)?;
+    }
     let pdu = Arc::new(pdu);
 
     // The room's current state changes only where resolution moved it.

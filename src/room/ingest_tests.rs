@@ -410,3 +410,33 @@ fn events_from_a_kicked_member_soft_fail() {
         );
     });
 }
+
+#[test]
+fn received_redaction_redacts_its_target() {
+    run(async |version| {
+        let fixture = Fixture::new(version).await;
+        let mut branch = fixture.branch();
+        let said = fixture.remote_on(&mut branch, message(BOB, 2_000));
+        let said = accepted(fixture.ingest(said).await.unwrap());
+
+        let mut redaction = draft(BOB, "m.room.redaction", None, json!({}), 3_000);
+        redaction.redacts = Some(said.event_id.clone());
+        let redaction = fixture.remote_on(&mut branch, redaction);
+        let redaction = accepted(fixture.ingest(redaction).await.unwrap());
+
+        let record = fixture
+            .shard
+            .store
+            .get_json::<crate::store::EventRecord>(
+                crate::store::Map::Events,
+                said.event_id.as_bytes(),
+            )
+            .unwrap()
+            .expect("the message is stored");
+        assert_eq!(
+            record.redacted_by.as_deref(),
+            Some(redaction.event_id.as_str()),
+            "v{version}"
+        );
+    });
+}
