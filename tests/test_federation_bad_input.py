@@ -357,7 +357,14 @@ def message_event(
     rooms: Rooms, eltrix, synapse, sender: str, auth_events: list[str]
 ) -> dict:
     """Build an unsigned message from `sender` after the shared room's newest event."""
-    newest = newest_event_ids(rooms.alice, rooms.shared)[0]
+    return room_message(eltrix, synapse, rooms.alice, rooms.shared, sender, auth_events)
+
+
+def room_message(
+    eltrix, synapse, alice: Account, room_id: str, sender: str, auth_events: list[str]
+) -> dict:
+    """Build an unsigned message from `sender` after the newest event of `room_id`."""
+    newest = newest_event_ids(alice, room_id)[0]
     uri = f"{FEDERATION}/v1/event/{q(newest)}"
     # int() because Eltrix accepts an event whose depth is a string (see the
     # depth-string case below), and that event may be the newest one.
@@ -366,7 +373,7 @@ def message_event(
     )
     return {
         "type": "m.room.message",
-        "room_id": rooms.shared,
+        "room_id": room_id,
         "sender": sender,
         "origin": synapse.server_name,
         "origin_server_ts": int(time.time() * 1000),
@@ -1185,6 +1192,120 @@ def test_path_segment_not_utf8(eltrix, synapse):
         400,
         "M_INVALID_PARAM",
     )
+
+
+# ---------------------------------------------------------------------------
+# Server ACLs
+
+
+def room_with_acl(eltrix, synapse, acl: dict) -> tuple[Account, str, str]:
+    """Create a room that a user of Synapse's server joins, then set `acl`.
+
+    Returns the room's creator, the room and the member on Synapse's server.
+    """
+    alice = eltrix.register(unique("acl"))
+    room_id = alice.create_room(preset="public_chat", room_version=ROOM_VERSION)
+    member = synapse_user(synapse)
+    join_as_synapse(eltrix, synapse, room_id, member)
+    expect_ok(alice.put(f"rooms/{q(room_id)}/state/m.room.server_acl/", acl))
+    return alice, room_id, member
+
+
+def member_message(eltrix, synapse, alice: Account, room_id: str, member: str) -> dict:
+    auth = [
+        state_event_id(alice, room_id, "m.room.create"),
+        state_event_id(alice, room_id, "m.room.power_levels"),
+        state_event_id(alice, room_id, "m.room.member", member),
+    ]
+    event = room_message(eltrix, synapse, alice, room_id, member, auth)
+    return sign_event(event, synapse.server_name, synapse.signing_key)
+
+
+# The ACL matches the host without its port, so "localhost" denies Synapse's
+# server on loopback. Eltrix never applies an ACL to itself.
+DENY_SYNAPSE = {"allow": ["*"], "deny": ["localhost"]}
+DENY_OTHERS = {"allow": ["*"], "deny": ["evil.example"]}
+ALLOW_NONE = {"allow": []}
+
+
+@pytest.mark.parametrize("acl", [DENY_SYNAPSE, ALLOW_NONE], ids=["deny", "allow-none"])
+def test_acl_denied_pdu_is_rejected(eltrix, synapse, acl):
+    alice, room_id, member = room_with_acl(eltrix, synapse, acl)
+    event = member_message(eltrix, synapse, alice, room_id, member)
+    event_id = reference_event_id(event)
+    before = newest_event_ids(alice, room_id)
+
+    results = pdu_results(send_transaction(eltrix, synapse, [event]))
+    assert "ACL" in results.get(event_id, {}).get("error", ""), results
+    assert newest_event_ids(alice, room_id) == before
+    resp = alice.get(f"rooms/{q(room_id)}/event/{q(event_id)}")
+    assert resp.status_code == 404, f"the denied event is stored: {resp.text}"
+
+
+def test_acl_allowing_server_accepts_pdu(eltrix, synapse):
+    alice, room_id, member = room_with_acl(eltrix, synapse, DENY_OTHERS)
+    event = member_message(eltrix, synapse, alice, room_id, member)
+    event_id = reference_event_id(event)
+
+    results = pdu_results(send_transaction(eltrix, synapse, [event]))
+    assert results == {event_id: {}}
+    assert newest_event_ids(alice, room_id)[0] == event_id
+
+
+def acl_endpoints(room_id: str, event_id: str, user_id: str) -> dict[str, tuple[str, str, Any]]:
+    room, event, user = q(room_id), q(event_id), q(user_id)
+    return {
+        "make_join": ("GET", f"{FEDERATION}/v1/make_join/{room}/{user}?ver={ROOM_VERSION}", NO_BODY),
+        "state_ids": ("GET", f"{FEDERATION}/v1/state_ids/{room}?event_id={event}", NO_BODY),
+        "backfill": ("GET", f"{FEDERATION}/v1/backfill/{room}?v={event}&limit=5", NO_BODY),
+        "get_missing_events": (
+            "POST",
+            f"{FEDERATION}/v1/get_missing_events/{room}",
+            {"earliest_events": [], "latest_events": [event_id], "limit": 5},
+        ),
+    }
+
+
+@pytest.fixture(scope="module")
+def denied_room(eltrix, synapse):
+    return room_with_acl(eltrix, synapse, DENY_SYNAPSE)
+
+
+@pytest.mark.parametrize(
+    "name", ["make_join", "state_ids", "backfill", "get_missing_events"]
+)
+def test_acl_denied_server_is_forbidden(eltrix, synapse, denied_room, name):
+    alice, room_id, _ = denied_room
+    newest = newest_event_ids(alice, room_id)[0]
+    method, uri, body = acl_endpoints(room_id, newest, synapse_user(synapse))[name]
+    body_args = () if body is NO_BODY else (body,)
+    resp = signed_request(eltrix, synapse, method, uri, *body_args)
+    assert_error(resp, 403, "M_FORBIDDEN")
+
+
+@pytest.mark.parametrize(
+    "name", ["make_join", "state_ids", "backfill", "get_missing_events"]
+)
+def test_acl_allowed_server_is_served(eltrix, synapse, name):
+    """Control for the case above: the same requests succeed under an ACL
+    that allows Synapse's server."""
+    alice, room_id, _ = room_with_acl(eltrix, synapse, DENY_OTHERS)
+    newest = newest_event_ids(alice, room_id)[0]
+    method, uri, body = acl_endpoints(room_id, newest, synapse_user(synapse))[name]
+    body_args = () if body is NO_BODY else (body,)
+    expect_ok(signed_request(eltrix, synapse, method, uri, *body_args))
+
+
+def test_acl_denied_send_join_is_forbidden(eltrix, synapse):
+    alice = eltrix.register(unique("acl"))
+    room_id = alice.create_room(preset="public_chat", room_version=ROOM_VERSION)
+    user_id = synapse_user(synapse)
+    event = signed_join(eltrix, synapse, room_id, user_id)
+    expect_ok(alice.put(f"rooms/{q(room_id)}/state/m.room.server_acl/", DENY_SYNAPSE))
+
+    resp = send_join(eltrix, synapse, room_id, reference_event_id(event), event)
+    assert_error(resp, 403, "M_FORBIDDEN")
+    assert user_id not in joined_members(alice, room_id)
 
 
 # ---------------------------------------------------------------------------

@@ -299,6 +299,39 @@ fn forked_topics_resolve_and_merge() {
     });
 }
 
+/// Room version 1 resolves with version 1 of the algorithm, where the
+/// deeper topic wins even though the other one is later.
+#[test]
+fn v1_fork_resolves_by_depth() {
+    let mut runtime = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let fixture = Fixture::new("1").await;
+        let mut branch = fixture.branch();
+
+        let alice_topic = fixture.local(topic(ALICE, "from alice", 5_000)).await;
+        let bob_message = fixture.remote_on(&mut branch, message(BOB, 2_000));
+        accepted(fixture.ingest(bob_message).await.unwrap());
+        let bob_topic = fixture.remote_on(&mut branch, topic(BOB, "from bob", 3_000));
+        let bob_topic = accepted(fixture.ingest(bob_topic).await.unwrap());
+
+        assert!(bob_topic.depth > alice_topic.depth);
+        assert_eq!(fixture.room.borrow().forward_extremities.len(), 2);
+        assert_eq!(
+            fixture.current("m.room.topic", ""),
+            Some(bob_topic.event_id.to_string())
+        );
+        let merge = fixture.local(message(ALICE, 6_000)).await;
+        assert_eq!(merge.prev_events.len(), 2);
+        assert_eq!(
+            fixture.state_after(merge.event_id.as_str(), "m.room.topic"),
+            Some(bob_topic.event_id.to_string())
+        );
+    });
+}
+
 #[test]
 fn change_after_demotion_soft_fails() {
     run(async |version| {

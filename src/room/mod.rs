@@ -20,6 +20,7 @@ mod redaction_tests;
 pub mod resolve;
 #[cfg(test)]
 mod resolve_tests;
+mod resolve_v1;
 #[cfg(test)]
 mod signing_tests;
 pub mod state;

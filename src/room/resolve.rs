@@ -1,6 +1,7 @@
 //! State resolution of forked room state with ruma-state-res: version 2 of
 //! the algorithm, and the revision that room version 12 uses (iterative auth
-//! checks from an empty map, and the conflicted state subgraph).
+//! checks from an empty map, and the conflicted state subgraph). Room
+//! version 1 goes to version 1 of the algorithm in `resolve_v1`.
 //!
 //! A room's state forks when events arrive whose `prev_events` are on
 //! different branches, which only federation produces. The caller supplies
@@ -23,15 +24,14 @@ use super::Pdu;
 ///
 /// # Errors
 ///
-/// Returns the reason when the room version has no version 2 resolution
-/// (room version 1) or when an event needed for resolution is unknown.
+/// Returns the reason when an event needed for resolution is unknown.
 pub fn resolve(
     rules: &RoomVersionRules,
     forks: &[StateMap<OwnedEventId>],
     fetch: &impl Fn(&EventId) -> Option<Arc<Pdu>>,
 ) -> Result<StateMap<OwnedEventId>, String> {
     let Some(state_res_rules) = rules.state_res.v2_rules() else {
-        return Err("room version 1 resolves state with version 1 of the algorithm, which is not implemented".to_owned());
+        return super::resolve_v1::resolve(&rules.authorization, forks, fetch);
     };
     let auth_chains = forks
         .iter()

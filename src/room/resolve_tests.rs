@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::{
     Pdu,
     resolve::resolve,
-    test_room::{CREATOR, Event, TestRoom, ban, join, levels, standard, user},
+    test_room::{CREATOR, Event, TestRoom, ban, join, levels, levels_by, standard, user},
 };
 
 /// Room versions that resolve state with version 2 of the algorithm.
@@ -164,11 +164,168 @@ fn unconflicted_changes_of_both_branches_are_kept() {
     }
 }
 
+/// Version 1 of the algorithm: the deeper of two conflicting topics wins,
+/// whichever branch it is on.
 #[test]
-fn version_1_is_not_resolved() {
+fn v1_deeper_topic_wins() {
+    for deeper_first in [true, false] {
+        let mut events = Events::default();
+        let room = base(1, &mut events);
+        let (mut first, mut second) = (room.fork(), room.fork());
+        let (deep, shallow) = if deeper_first {
+            (&mut first, &mut second)
+        } else {
+            (&mut second, &mut first)
+        };
+        events.add(deep, &Event::message(CREATOR));
+        events.add(deep, &topic(CREATOR, "deep"));
+        events.add(shallow, &topic(CREATOR, "shallow"));
+
+        let state = events.resolve(&room, &[&first, &second]);
+        let resolved = resolved_event(&events, &state, "m.room.topic", "");
+        assert_eq!(content_field(&resolved, "topic"), "deep");
+    }
+}
+
+/// Version 1 takes the shallowest power levels first and then each deeper
+/// one the rules allow, so a later change made without the other branch's
+/// demotion undoes it: the state reset the specification warns of.
+#[test]
+fn v1_deeper_power_levels_reset_a_demotion() {
     let mut events = Events::default();
     let room = base(1, &mut events);
-    let maps = vec![state_map(&room), state_map(&room.fork())];
+    let (mut demoting, mut promoting) = (room.fork(), room.fork());
+    events.add(
+        &mut demoting,
+        &levels(1, json!({ "users": { user("bob"): 0 } })),
+    );
+    events.add(&mut promoting, &Event::message(CREATOR));
+    events.add(
+        &mut promoting,
+        &levels(
+            1,
+            json!({ "users": { user("bob"): 50, user("carol"): 50 } }),
+        ),
+    );
+
+    let state = events.resolve(&room, &[&demoting, &promoting]);
+    let levels = resolved_event(&events, &state, "m.room.power_levels", "");
+    assert_eq!(levels.content_value()["users"][user("bob")], 50);
+    assert_eq!(levels.content_value()["users"][user("carol")], 50);
+}
+
+/// Version 1 stops at the first power levels event that the state resolved
+/// so far rejects, even when a deeper one would be allowed.
+#[test]
+fn v1_power_levels_stop_at_first_rejected() {
+    let mut events = Events::default();
+    let room = base(1, &mut events);
+    let (mut demoting, mut by_bob, mut by_creator) = (room.fork(), room.fork(), room.fork());
+    events.add(
+        &mut demoting,
+        &levels(1, json!({ "users": { user("bob"): 0 } })),
+    );
+    events.add(&mut by_bob, &Event::message(CREATOR));
+    events.add(
+        &mut by_bob,
+        &levels_by(
+            1,
+            "bob",
+            json!({ "users": { user("bob"): 50 }, "state_default": 40 }),
+        ),
+    );
+    events.add(&mut by_creator, &Event::message(CREATOR));
+    events.add(&mut by_creator, &Event::message(CREATOR));
+    events.add(
+        &mut by_creator,
+        &levels(
+            1,
+            json!({ "users": { user("bob"): 50 }, "events_default": 10 }),
+        ),
+    );
+
+    let state = events.resolve(&room, &[&demoting, &by_bob, &by_creator]);
+    let levels = resolved_event(&events, &state, "m.room.power_levels", "");
+    assert_eq!(levels.content_value()["users"][user("bob")], 0);
+    assert!(levels.content_value().get("events_default").is_none());
+}
+
+/// Version 1 resolves membership after power levels and join rules: a ban
+/// holds against the banned user's later member update, and a deeper ban
+/// replaces an earlier update.
+#[test]
+fn v1_ban_holds_against_member_update() {
+    for ban_deeper in [false, true] {
+        let mut events = Events::default();
+        let room = base(1, &mut events);
+        let (mut banning, mut updating) = (room.fork(), room.fork());
+        let renamed = json!({ "membership": "join", "displayname": "Carol" });
+        let update = Event::state("carol", "m.room.member", &user("carol"), renamed);
+        if ban_deeper {
+            events.add(&mut banning, &Event::message(CREATOR));
+        } else {
+            events.add(&mut updating, &Event::message("carol"));
+        }
+        events.add(&mut banning, &ban(CREATOR, "carol"));
+        events.add(&mut updating, &update);
+
+        let state = events.resolve(&room, &[&banning, &updating]);
+        let member = resolved_event(&events, &state, "m.room.member", &user("carol"));
+        assert_eq!(
+            content_field(&member, "membership"),
+            "ban",
+            "ban deeper: {ban_deeper}"
+        );
+    }
+}
+
+/// Version 1 skips a deeper topic whose sender the resolved power levels
+/// no longer allow, and keeps the next one that is allowed.
+#[test]
+fn v1_topic_of_demoted_sender_is_skipped() {
+    let mut events = Events::default();
+    let room = base(1, &mut events);
+    let (mut demoting, mut changing) = (room.fork(), room.fork());
+    events.add(
+        &mut demoting,
+        &levels(1, json!({ "users": { user("bob"): 0 } })),
+    );
+    events.add(&mut demoting, &topic(CREATOR, "by the creator"));
+    events.add(&mut changing, &Event::message("bob"));
+    events.add(&mut changing, &Event::message("bob"));
+    events.add(&mut changing, &topic("bob", "by bob"));
+
+    let state = events.resolve(&room, &[&demoting, &changing]);
+    let resolved = resolved_event(&events, &state, "m.room.topic", "");
+    assert_eq!(content_field(&resolved, "topic"), "by the creator");
+}
+
+#[test]
+fn v1_unconflicted_changes_are_kept() {
+    let mut events = Events::default();
+    let room = base(1, &mut events);
+    let (mut naming, mut describing) = (room.fork(), room.fork());
+    events.add(
+        &mut naming,
+        &Event::state(CREATOR, "m.room.name", "", json!({ "name": "Named" })),
+    );
+    events.add(&mut describing, &topic("bob", "described"));
+
+    let state = events.resolve(&room, &[&naming, &describing]);
+    let name = resolved_event(&events, &state, "m.room.name", "");
+    assert_eq!(content_field(&name, "name"), "Named");
+    let resolved = resolved_event(&events, &state, "m.room.topic", "");
+    assert_eq!(content_field(&resolved, "topic"), "described");
+}
+
+#[test]
+fn v1_unknown_conflicted_event_is_an_error() {
+    let mut events = Events::default();
+    let room = base(1, &mut events);
+    let mut changed = room.fork();
+    let missing = events.add(&mut changed, &topic(CREATOR, "unknown"));
+    events.0.remove(&missing.event_id);
+    let maps = vec![state_map(&room), state_map(&changed)];
     let result = resolve(&room.room.rules, &maps, &|id| events.0.get(id).cloned());
     assert!(result.is_err());
 }

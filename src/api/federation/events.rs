@@ -9,7 +9,7 @@ use std::{collections::HashSet, rc::Rc};
 use ruma::OwnedRoomId;
 use serde_json::{Value, json};
 
-use super::membership::wire_events;
+use super::{acl, membership::wire_events};
 use crate::{
     api::{
         error::{ApiResult, MatrixError},
@@ -77,6 +77,7 @@ pub fn missing_events(shard: &Shard, request: &ApiRequest, room_id: &str) -> Api
     let room_id = parse_room(room_id)?;
     let room = shard.room(&room_id)?;
     check_server_in_room(&room.borrow(), origin(request)?)?;
+    acl::check(&room.borrow(), origin(request)?)?;
     let body = request.body_object()?;
     let ids = |name: &str| -> ApiResult<Vec<String>> {
         let invalid = || MatrixError::bad_json(format!("{name} must be an array of event IDs"));
@@ -144,6 +145,7 @@ pub fn state_ids(shard: &Shard, request: &ApiRequest, room_id: &str) -> ApiResul
     let room_id = parse_room(room_id)?;
     let room = shard.room(&room_id)?;
     check_server_in_room(&room.borrow(), origin(request)?)?;
+    acl::check(&room.borrow(), origin(request)?)?;
     let event_id = request
         .query("event_id")
         .ok_or_else(|| MatrixError::missing_param("Missing event_id"))?;
@@ -189,6 +191,7 @@ pub fn backfill(shard: &Shard, request: &ApiRequest, room_id: &str) -> ApiResult
     let room_id = parse_room(room_id)?;
     let room = shard.room(&room_id)?;
     check_server_in_room(&room.borrow(), origin(request)?)?;
+    acl::check(&room.borrow(), origin(request)?)?;
     let limit = request
         .query("limit")
         .and_then(|limit| limit.parse::<usize>().ok())

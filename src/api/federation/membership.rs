@@ -58,6 +58,7 @@ pub fn make_join(
     }
     let room = shard.room(&room_id)?;
     let room = room.borrow();
+    super::acl::check(&room, origin)?;
     let version = room.version.to_string();
     let supported: Vec<&str> = request
         .query
@@ -133,6 +134,7 @@ pub async fn send_join(
     }
 
     let room = shard.room(&room_id)?;
+    super::acl::check(&room.borrow(), &origin)?;
     let computed = ingest::event_id(&object, &room.borrow().rules)?;
     if computed.as_str() != event_id {
         return Err(MatrixError::bad_json(format!(

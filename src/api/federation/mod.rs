@@ -1,6 +1,7 @@
 //! The server-server API endpoints, and the `X-Matrix` check of the
 //! requests that need it.
 
+mod acl;
 mod events;
 mod membership;
 mod transactions;

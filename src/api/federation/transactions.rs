@@ -67,9 +67,10 @@ pub async fn send(shard: &Rc<Shard>, request: &ApiRequest) -> ApiResult<Value> {
             continue;
         };
         let owner = shard.owner(room_id.as_str());
+        let sender = origin.clone();
         let (event_id, outcome) = shard
             .on_shard(owner, move |shard| async move {
-                take(&shard, room_id, object).await
+                take(&shard, &sender, room_id, object).await
             })
             .await?;
         let Some(event_id) = event_id else {
@@ -93,11 +94,12 @@ pub async fn send(shard: &Rc<Shard>, request: &ApiRequest) -> ApiResult<Value> {
     Ok(json!({ "pdus": results }))
 }
 
-/// Takes one event into its room on the room's shard. Returns its ID, or
-/// `None` when the room is unknown or the ID cannot be computed, and the
-/// error if it failed.
+/// Takes one event from `origin` into its room on the room's shard, unless
+/// the room's server ACL denies `origin`. Returns its ID, or `None` when the
+/// room is unknown or the ID cannot be computed, and the error if it failed.
 async fn take(
     shard: &Rc<Shard>,
+    origin: &str,
     room_id: OwnedRoomId,
     object: CanonicalJsonObject,
 ) -> (Option<String>, Result<(), String>) {
@@ -110,6 +112,9 @@ async fn take(
         Ok(id) => id.to_string(),
         Err(error) => return (None, Err(error.message)),
     };
+    if let Err(error) = super::acl::check(&room.borrow(), origin) {
+        return (Some(event_id), Err(error.message));
+    }
     let signers = keys::keys_of_signers(shard, &object).await;
     let outcome = ingest::ingest(shard, &room, object, &signers).await;
     (
