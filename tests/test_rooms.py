@@ -204,6 +204,33 @@ def test_power_level_override_limits_members(alice, bob):
     assert_error(resp, 403, "M_FORBIDDEN")
 
 
+# Bodies of createRoom requests whose initial events the authorization
+# rules reject, by the creator's user ID.
+INVALID_INITIAL_STATE = {
+    "invalid-additional-creator": lambda creator: {
+        "room_version": "12",
+        "creation_content": {"additional_creators": ["not-a-user"]},
+    },
+    "v12-creator-in-users": lambda creator: {
+        "room_version": "12",
+        "power_level_content_override": {"users": {creator: 100}},
+    },
+    "creator-without-power": lambda creator: {
+        "room_version": "11",
+        "power_level_content_override": {"users": {creator: 0}},
+    },
+}
+
+
+@pytest.mark.parametrize("case", sorted(INVALID_INITIAL_STATE))
+def test_invalid_initial_state(alice, case):
+    """No room is created when the request implies an invalid initial state."""
+    before = alice.joined_rooms()
+    resp = alice.post("createRoom", INVALID_INITIAL_STATE[case](alice.user_id))
+    assert_error(resp, 400, "M_INVALID_ROOM_STATE")
+    assert alice.joined_rooms() == before
+
+
 def test_room_alias_name(alice):
     alias_name = unique("lobby")
     alias = f"#{alias_name}:localhost"

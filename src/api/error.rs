@@ -35,6 +35,7 @@ constructors! {
     invalid_username => 400, "M_INVALID_USERNAME";
     user_in_use => 400, "M_USER_IN_USE";
     room_in_use => 400, "M_ROOM_IN_USE";
+    invalid_room_state => 400, "M_INVALID_ROOM_STATE";
     unsupported_room_version => 400, "M_UNSUPPORTED_ROOM_VERSION";
     unknown => 400, "M_UNKNOWN";
     missing_token => 401, "M_MISSING_TOKEN";

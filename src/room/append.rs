@@ -304,8 +304,10 @@ fn stage(
 
 /// Marks the target of a redaction as redacted. The authorization rules
 /// accept any redaction event from room version 3 on, so the redaction is
-/// applied only when its sender sent the target or has the `redact` level.
-/// Otherwise the event stays in the timeline without effect.
+/// applied only when its sender is on the target sender's server or has the
+/// `redact` level. Otherwise the event stays in the timeline without effect.
+/// Local users may redact only their own events without that level, which
+/// the client API checks before building the redaction.
 pub(super) fn stage_redaction(
     shard: &Shard,
     room: &Room,
@@ -325,7 +327,8 @@ pub(super) fn stage_redaction(
         .get("sender")
         .and_then(serde_json::Value::as_str)
         .unwrap_or_default();
-    if !room.may_redact(sender, target_sender) {
+    let same_server = server_of(sender).is_some() && server_of(sender) == server_of(target_sender);
+    if !same_server && !room.may_redact(sender, target_sender) {
         tracing::info!(
             redaction_id = %redaction.event_id,
             target,
@@ -340,6 +343,10 @@ pub(super) fn stage_redaction(
         batch.put_json(Map::Events, target.as_bytes().to_vec(), &record);
     }
     Ok(())
+}
+
+fn server_of(user_id: &str) -> Option<&str> {
+    user_id.split_once(':').map(|(_, server)| server)
 }
 
 /// Queues, after the commit, one announcement per event to each shard that

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use ruma::{
-    CanonicalJsonObject, CanonicalJsonValue, OwnedEventId, OwnedUserId,
+    CanonicalJsonError, CanonicalJsonObject, CanonicalJsonValue, OwnedEventId, OwnedUserId,
     events::TimelineEventType,
     room_version_rules::{EventIdFormatVersion, EventsReferenceFormatVersion},
     signatures::{hash_and_sign_event, reference_hash},
@@ -91,8 +91,20 @@ pub fn canonical_content(content: serde_json::Value) -> Result<CanonicalJsonValu
     if !content.is_object() {
         return Err(MatrixError::bad_json("Event content must be a JSON object"));
     }
+    // NOTE: room versions 1 to 5 do not require canonical JSON, but the
+    // content is still rejected there, because events are signed as
+    // canonical JSON, which has no floats or larger integers.
     CanonicalJsonValue::try_from(content).map_err(|error| {
-        MatrixError::bad_json(format!("Event content is not canonical JSON: {error}"))
+        let reason = match error {
+            CanonicalJsonError::IntegerOutOfRange => {
+                "it contains an integer outside ±(2^53−1)".to_owned()
+            }
+            CanonicalJsonError::InvalidType(kind) if kind == "float" => {
+                "it contains a number with a fraction or exponent".to_owned()
+            }
+            other => other.to_string(),
+        };
+        MatrixError::bad_json(format!("Event content is not canonical JSON: {reason}"))
     })
 }
 

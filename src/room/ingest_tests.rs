@@ -473,3 +473,57 @@ fn received_redaction_redacts_its_target() {
         );
     });
 }
+
+fn redacted_by(fixture: &Fixture, event_id: &str) -> Option<String> {
+    fixture
+        .shard
+        .store
+        .get_json::<crate::store::EventRecord>(crate::store::Map::Events, event_id.as_bytes())
+        .unwrap()
+        .expect("the event is stored")
+        .redacted_by
+}
+
+/// A user without the redact level may redact the events of other users of
+/// the same server, whose server vouches for both, but not those of users
+/// of another server.
+#[test]
+fn received_redaction_needs_same_server() {
+    const CAROL: &str = "@carol:remote.test";
+    run(async |version| {
+        let fixture = Fixture::new(version).await;
+        let mut branch = fixture.branch();
+        let member = json!({ "membership": "join" });
+        let join = fixture.remote_on(
+            &mut branch,
+            draft(CAROL, "m.room.member", Some(CAROL), member, 2_000),
+        );
+        accepted(fixture.ingest(join).await.unwrap());
+        let bob_message = fixture.remote_on(&mut branch, message(BOB, 2_001));
+        let bob_message = accepted(fixture.ingest(bob_message).await.unwrap());
+        let alice_message = fixture.local(message(ALICE, 2_002)).await;
+        let mut branch = fixture.branch();
+
+        let mut of_bob = draft(CAROL, "m.room.redaction", None, json!({}), 3_000);
+        of_bob.redacts = Some(bob_message.event_id.clone());
+        let of_bob = fixture.remote_on(&mut branch, of_bob);
+        let of_bob = accepted(fixture.ingest(of_bob).await.unwrap());
+        assert_eq!(
+            redacted_by(&fixture, bob_message.event_id.as_str()),
+            Some(of_bob.event_id.to_string()),
+            "v{version}: same server"
+        );
+
+        let mut of_alice = draft(CAROL, "m.room.redaction", None, json!({}), 3_001);
+        of_alice.redacts = Some(alice_message.event_id.clone());
+        let of_alice = fixture.remote_event(&branch, of_alice);
+        // Room versions 1 and 2 reject the redaction in the authorization
+        // rules; later versions accept it without applying it.
+        let _ = fixture.ingest(of_alice).await;
+        assert_eq!(
+            redacted_by(&fixture, alice_message.event_id.as_str()),
+            None,
+            "v{version}: other server"
+        );
+    });
+}

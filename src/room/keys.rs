@@ -7,13 +7,20 @@
 //! uses. Each line of `old_signing_keys` is `ed25519:<version> <public key in
 //! unpadded base64> <expiry in milliseconds since the epoch>`.
 
-use std::{fs, io, path::Path};
+use std::{
+    fs,
+    io::{self, Write as _},
+    os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _},
+    path::Path,
+};
 
 use base64::Engine as _;
 use ruma::signatures::Ed25519KeyPair;
 
 const KEY_FILE: &str = "signing.key";
 const OLD_KEYS_FILE: &str = "old_signing_keys";
+/// File mode of the key files: read and write for their owner only.
+const OWNER_ONLY: u32 = 0o600;
 
 /// The signing key, its public half, and the keys it replaced.
 pub struct SigningKey {
@@ -44,6 +51,7 @@ impl SigningKey {
             tracing::info!(path = %path.display(), "creating the server signing key");
             write_new_key(dir)?;
         }
+        restrict_to_owner(&path)?;
         let pair = read_pair(&path)?;
         Ok(Self {
             public_base64: public_base64(&pair),
@@ -95,12 +103,33 @@ fn write_new_key(dir: &Path) -> io::Result<()> {
     write_atomically(dir, KEY_FILE, &format!("ed25519 a_{version} {encoded}\n"))
 }
 
+/// Writes `text` to `dir/name` through a temporary file readable only by
+/// its owner, because `signing.key` contains the private key.
 fn write_atomically(dir: &Path, name: &str, text: &str) -> io::Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
-    fs::write(&tmp, text)?;
-    fs::File::open(&tmp)?.sync_all()?;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(OWNER_ONLY)
+        .open(&tmp)?;
+    // A temporary file left by a crash keeps its old mode when reopened.
+    file.set_permissions(fs::Permissions::from_mode(OWNER_ONLY))?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
     fs::rename(&tmp, dir.join(name))?;
     fs::File::open(dir)?.sync_all()
+}
+
+/// Removes every permission of other users from the key file, which
+/// earlier versions created readable by everyone.
+fn restrict_to_owner(path: &Path) -> io::Result<()> {
+    let mode = fs::metadata(path)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "the signing key was readable by other users; restricting it to its owner");
+        fs::set_permissions(path, fs::Permissions::from_mode(OWNER_ONLY))?;
+    }
+    Ok(())
 }
 
 fn read_pair(path: &Path) -> io::Result<Ed25519KeyPair> {
@@ -257,6 +286,29 @@ mod tests {
         fs::write(dir.path().join(KEY_FILE), "ed25519 bad-version! AAAA\n").unwrap();
         let error = read_pair(&dir.path().join(KEY_FILE)).unwrap_err();
         assert!(error.to_string().contains("signing.key"), "{error}");
+    }
+
+    fn mode_of(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn key_file_is_owner_only() {
+        let dir = TempDir::new();
+        SigningKey::load_or_create(dir.path()).unwrap();
+        assert_eq!(mode_of(&dir.path().join(KEY_FILE)), 0o600);
+        rotate(dir.path(), 1_000).unwrap();
+        assert_eq!(mode_of(&dir.path().join(KEY_FILE)), 0o600);
+    }
+
+    #[test]
+    fn readable_key_file_is_restricted_on_load() {
+        let dir = TempDir::new();
+        SigningKey::load_or_create(dir.path()).unwrap();
+        let path = dir.path().join(KEY_FILE);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        SigningKey::load_or_create(dir.path()).unwrap();
+        assert_eq!(mode_of(&path), 0o600);
     }
 
     #[test]

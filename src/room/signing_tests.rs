@@ -402,3 +402,54 @@ fn v12_room_id_is_the_create_reference_hash() {
         );
     }
 }
+
+/// In room versions 1 and 2 each reference is `[event_id, {"sha256": hash}]`,
+/// where the hash is the referenced event's reference hash: the SHA-256 of
+/// its redacted form without `signatures` and `unsigned`, in standard
+/// unpadded base64.
+#[test]
+fn v1_v2_references_carry_reference_hashes() {
+    for version in ["1", "2"] {
+        let chain = Chain::build_standard(version);
+        let rules = &chain.room.rules;
+        let by_id: std::collections::HashMap<&str, &Pdu> = chain
+            .pdus
+            .iter()
+            .map(|pdu| (pdu.event_id.as_str(), &**pdu))
+            .collect();
+        let mut checked = 0;
+        for pdu in &chain.pdus {
+            for field in ["prev_events", "auth_events"] {
+                let Some(CanonicalJsonValue::Array(references)) = pdu.json.get(field) else {
+                    panic!("v{version}: {field} is not an array");
+                };
+                for reference in references {
+                    let CanonicalJsonValue::Array(pair) = reference else {
+                        panic!("v{version}: {field} entry {reference:?} is not a pair");
+                    };
+                    let [
+                        CanonicalJsonValue::String(id),
+                        CanonicalJsonValue::Object(hashes),
+                    ] = pair.as_slice()
+                    else {
+                        panic!("v{version}: invalid reference {pair:?}");
+                    };
+                    let referenced = by_id[id.as_str()];
+                    let mut redacted =
+                        redact(referenced.json.clone(), &rules.redaction, None).unwrap();
+                    redacted.remove("signatures");
+                    redacted.remove("unsigned");
+                    let expected = sha256_base64(&redacted, false);
+                    assert_eq!(
+                        hashes.get("sha256"),
+                        Some(&CanonicalJsonValue::String(expected)),
+                        "v{version}: {field} of {} names {id}",
+                        pdu.kind
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 0, "v{version}: no references checked");
+    }
+}

@@ -192,6 +192,11 @@ async fn try_create(
                 .insert(target.clone(), room.clone());
             if let Err(error) = append(&shard, &room, drafts).await {
                 shard.evict_room(&target);
+                // The authorization rules rejected an initial event, so the
+                // request's parameters make an invalid initial state.
+                if error.errcode == "M_FORBIDDEN" {
+                    return Err(MatrixError::invalid_room_state(error.message));
+                }
                 return Err(error);
             }
             Ok::<bool, MatrixError>(true)
