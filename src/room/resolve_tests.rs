@@ -164,6 +164,45 @@ fn unconflicted_changes_of_both_branches_are_kept() {
     }
 }
 
+/// Room version 12 starts the iterative auth checks from an empty state map,
+/// where earlier versions start from the unconflicted state. A join rules
+/// change authorized by power levels that an unconflicted later change took
+/// away therefore survives only in room version 12.
+#[test]
+fn v12_checks_control_events_against_their_own_auth_events() {
+    for (version, expected) in [(11, "public"), (12, "invite")] {
+        let mut events = Events::default();
+        let room = base(version, &mut events);
+        let (mut demoting, mut changing) = (room.fork(), room.fork());
+        let demotion = events.add(
+            &mut demoting,
+            &levels(version, json!({ "users": { user("bob"): 0 } })),
+        );
+        events.add(
+            &mut changing,
+            &Event::state(
+                "bob",
+                "m.room.join_rules",
+                "",
+                json!({ "join_rule": "invite" }),
+            ),
+        );
+        // Both forks carry the demotion, so it is unconflicted.
+        let mut changed = state_map(&changing);
+        changed.insert(
+            (StateEventType::RoomPowerLevels, String::new()),
+            demotion.event_id.clone(),
+        );
+        let maps = vec![state_map(&demoting), changed];
+
+        let state = resolve(&room.room.rules, &maps, &|id| events.0.get(id).cloned()).unwrap();
+        let rule = resolved_event(&events, &state, "m.room.join_rules", "");
+        assert_eq!(content_field(&rule, "join_rule"), expected, "v{version}");
+        let levels = resolved_event(&events, &state, "m.room.power_levels", "");
+        assert_eq!(levels.event_id, demotion.event_id, "v{version}");
+    }
+}
+
 /// Version 1 of the algorithm: the deeper of two conflicting topics wins,
 /// whichever branch it is on.
 #[test]
