@@ -169,7 +169,7 @@ fn unconflicted_changes_of_both_branches_are_kept() {
 /// change authorized by power levels that an unconflicted later change took
 /// away therefore survives only in room version 12.
 #[test]
-fn v12_checks_control_events_against_their_own_auth_events() {
+fn v12_auth_checks_start_empty() {
     for (version, expected) in [(11, "public"), (12, "invite")] {
         let mut events = Events::default();
         let room = base(version, &mut events);
