@@ -26,6 +26,7 @@ pub enum Route {
     Whoami,
     CreateRoom,
     JoinByIdOrAlias(String),
+    KnockByIdOrAlias(String),
     JoinedRooms,
     Sync,
     CreateFilter(String),
@@ -183,6 +184,7 @@ impl Route {
             Self::Whoami => "/_matrix/client/v3/account/whoami",
             Self::CreateRoom => "/_matrix/client/v3/createRoom",
             Self::JoinByIdOrAlias(_) => "/_matrix/client/v3/join/{roomIdOrAlias}",
+            Self::KnockByIdOrAlias(_) => "/_matrix/client/v3/knock/{roomIdOrAlias}",
             Self::JoinedRooms => "/_matrix/client/v3/joined_rooms",
             Self::Sync => "/_matrix/client/v3/sync",
             Self::CreateFilter(_) => "/_matrix/client/v3/user/{userId}/filter",
@@ -331,6 +333,7 @@ fn client_route(method: &str, parts: &[&str]) -> Resolved {
         ["account", "whoami"] => (Some(Route::Whoami), &["GET"]),
         ["createRoom"] => (Some(Route::CreateRoom), &["POST"]),
         ["join", target] => (Some(Route::JoinByIdOrAlias(owned(target))), &["POST"]),
+        ["knock", target] => (Some(Route::KnockByIdOrAlias(owned(target))), &["POST"]),
         ["joined_rooms"] => (Some(Route::JoinedRooms), &["GET"]),
         ["sync"] => (Some(Route::Sync), &["GET"]),
         ["user", user, "filter"] => (Some(Route::CreateFilter(owned(user))), &["POST"]),
@@ -465,6 +468,18 @@ mod tests {
         assert!(!Route::SharedSecretRegister.needs_auth());
         assert_eq!(
             resolve("PUT", "/_eltrix/admin/v1/statistics")
+                .unwrap_err()
+                .status,
+            405
+        );
+    }
+
+    #[test]
+    fn knock_takes_room_id_or_alias() {
+        let route = resolve("POST", "/_matrix/client/v3/knock/%23lobby%3Ax");
+        assert!(matches!(route, Ok(Route::KnockByIdOrAlias(target)) if target == "#lobby:x"));
+        assert_eq!(
+            resolve("GET", "/_matrix/client/v3/knock/%21a%3Ax")
                 .unwrap_err()
                 .status,
             405

@@ -21,6 +21,7 @@ pub mod resolve;
 #[cfg(test)]
 mod resolve_tests;
 mod resolve_v1;
+pub mod restricted;
 #[cfg(test)]
 mod signing_tests;
 pub mod state;

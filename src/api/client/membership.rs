@@ -1,10 +1,13 @@
 //! Membership endpoints: `POST /_matrix/client/v3/join/{roomIdOrAlias}`
 //! and `POST /_matrix/client/v3/rooms/{roomId}/{join,invite,leave,kick,ban,
 //! unban,forget}`. Every change is an `m.room.member` event checked by the
-//! room version's authorization rules.
+//! room version's authorization rules. A join to a restricted room without
+//! an invite must meet one of the room's allow conditions, and a local member
+//! authorises it (`room::restricted`).
 
-use std::rc::Rc;
+use std::{cell::RefCell, collections::BTreeMap, rc::Rc};
 
+use eltrix_shards::ShardId;
 use ruma::{OwnedRoomId, OwnedUserId};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -15,7 +18,11 @@ use crate::{
         error::{ApiResult, MatrixError},
         request::ApiRequest,
     },
-    room::{EventDraft, append::append},
+    room::{
+        EventDraft, Room,
+        append::append,
+        restricted::{self, Restriction},
+    },
     shard::Shard,
     store::{Map, WriteBatch, keys},
 };
@@ -70,6 +77,21 @@ pub fn parse_user_id(user_id: &str) -> ApiResult<OwnedUserId> {
     }
 }
 
+/// Returns the room that a `{roomIdOrAlias}` path parameter names, reading
+/// an alias's record from the store on this shard.
+///
+/// # Errors
+///
+/// `M_INVALID_PARAM` for an invalid room ID or alias, `M_NOT_FOUND` for an
+/// alias unknown here, which includes every alias of another server.
+pub fn resolve_room_id_or_alias(shard: &Shard, target: &str) -> ApiResult<OwnedRoomId> {
+    if target.starts_with('#') {
+        super::directory::resolve(shard, target)
+    } else {
+        parse_room_id(target)
+    }
+}
+
 /// `POST /_matrix/client/v3/join/{roomIdOrAlias}`: resolves an alias here,
 /// then joins on the room's shard.
 pub async fn join_by_id_or_alias(
@@ -77,11 +99,7 @@ pub async fn join_by_id_or_alias(
     request: &ApiRequest,
     target: &str,
 ) -> ApiResult<Value> {
-    let room_id = if target.starts_with('#') {
-        super::directory::resolve(shard, target)?
-    } else {
-        parse_room_id(target)?
-    };
+    let room_id = resolve_room_id_or_alias(shard, target)?;
     let sender = request.auth()?.user_id.clone();
     let reason = request.body_or_default::<ReasonBody>()?.reason;
     shard
@@ -109,13 +127,122 @@ async fn join_as(
 ) -> ApiResult<Value> {
     crate::api::admin::check_not_blocked(shard, room_id)?;
     let room = shard.room(room_id)?;
-    append(
-        shard,
-        &room,
-        vec![member_draft(&sender, &sender, "join", reason)],
-    )
-    .await?;
+    let mut draft = member_draft(&sender, &sender, "join", reason);
+    let restriction = restricted::restriction(&room.borrow(), &sender);
+    if let Some(restriction) = restriction {
+        authorise_restricted_join(shard, &room, &restriction, &mut draft).await?;
+    }
+    append(shard, &room, vec![draft]).await?;
     Ok(json!({ "room_id": room_id }))
+}
+
+/// Checks that the sender of a join `draft` is joined to one of the rooms
+/// that `restriction` allows, then names a local member who may invite in
+/// the draft's `join_authorised_via_users_server`.
+///
+/// # Errors
+///
+/// `M_FORBIDDEN` when the sender meets no condition or no local member may
+/// invite, a storage error, or 503 if a shard has stopped.
+async fn authorise_restricted_join(
+    shard: &Rc<Shard>,
+    room: &Rc<RefCell<Room>>,
+    restriction: &Restriction,
+    draft: &mut EventDraft,
+) -> ApiResult<()> {
+    let joined = find_joined_room(shard, &draft.sender, &restriction.allowed_rooms).await?;
+    if joined.is_none() {
+        return Err(not_allowed(restriction));
+    }
+
+    // The members may have changed during the wait, so the authoriser comes
+    // from the state that the join is built on, with no await in between.
+    let authoriser = restricted::choose_authoriser(&room.borrow(), &shard.config.server_name)
+        .ok_or_else(|| {
+            MatrixError::forbidden(
+                "No user of this server is joined to the room with the power to invite, so \
+                 none can authorise the join. Ask a room admin for an invite",
+            )
+        })?;
+    draft.content["join_authorised_via_users_server"] = json!(authoriser);
+    Ok(())
+}
+
+/// Returns the first of `rooms` that `user_id` is joined to. Each room's
+/// membership is read on the shard that owns the room, with one task per
+/// shard, and a room this server does not know matches nothing.
+async fn find_joined_room(
+    shard: &Rc<Shard>,
+    user_id: &OwnedUserId,
+    rooms: &[OwnedRoomId],
+) -> ApiResult<Option<OwnedRoomId>> {
+    let mut rooms_by_owner: BTreeMap<ShardId, Vec<OwnedRoomId>> = BTreeMap::new();
+    for room_id in rooms {
+        let owner = shard.owner(room_id.as_str());
+        rooms_by_owner
+            .entry(owner)
+            .or_default()
+            .push(room_id.clone());
+    }
+
+    for (owner, rooms) in rooms_by_owner {
+        let user_id = user_id.clone();
+        let joined = shard
+            .on_shard(owner, move |shard| async move {
+                first_joined_room(&shard, &user_id, &rooms)
+            })
+            .await??;
+        if joined.is_some() {
+            return Ok(joined);
+        }
+    }
+    Ok(None)
+}
+
+/// Returns the first of `rooms`, all owned by `shard`, that `user_id` is
+/// joined to.
+fn first_joined_room(
+    shard: &Shard,
+    user_id: &OwnedUserId,
+    rooms: &[OwnedRoomId],
+) -> ApiResult<Option<OwnedRoomId>> {
+    for room_id in rooms {
+        let room = match shard.room(room_id) {
+            Ok(room) => room,
+            Err(error) if error.errcode == "M_NOT_FOUND" => continue,
+            Err(error) => return Err(error),
+        };
+        if room.borrow().membership(user_id.as_str()) == "join" {
+            return Ok(Some(room_id.clone()));
+        }
+    }
+    Ok(None)
+}
+
+/// Returns the error for a join that meets none of the allow conditions.
+fn not_allowed(restriction: &Restriction) -> MatrixError {
+    let rule = &restriction.join_rule;
+    let knock_hint = if rule == "knock_restricted" {
+        ". Knock to request an invite instead"
+    } else {
+        ""
+    };
+    if restriction.allowed_rooms.is_empty() {
+        return MatrixError::forbidden(format!(
+            "You are not invited, and the room's {rule} join rule allows no room whose \
+             members may join{knock_hint}"
+        ));
+    }
+    let rooms: Vec<&str> = restriction
+        .allowed_rooms
+        .iter()
+        .map(|room_id| room_id.as_str())
+        .collect();
+    MatrixError::forbidden(format!(
+        "You are not invited, and not joined to any room that the room's {rule} join rule \
+         allows: {}{knock_hint}",
+        rooms.join(", ")
+    ))
 }
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/invite`.

@@ -7,6 +7,7 @@ mod create_room;
 pub(crate) mod directory;
 mod discovery;
 pub mod filter;
+mod knock;
 mod login;
 mod members;
 mod membership;
@@ -56,6 +57,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &ApiRequest) -> ApiResult<Value>
         Route::JoinByIdOrAlias(target) => {
             membership::join_by_id_or_alias(shard, request, target).await
         }
+        Route::KnockByIdOrAlias(target) => knock::knock(shard, request, target).await,
         Route::Sync => Err(super::error::MatrixError::unrecognized(
             "Sync is served by the dispatcher",
         )),
