@@ -337,6 +337,42 @@ def test_knock_reaches_admin_sync(alice, bob):
     alice.sync_until(shows_knock, since=since)
 
 
+def knock_state(body: dict, room_id: str) -> list[dict] | None:
+    room = body.get("rooms", {}).get("knock", {}).get(room_id)
+    return None if room is None else room["knock_state"]["events"]
+
+
+def test_knock_reaches_knocker_sync(alice, bob, carol):
+    room_id = create_knock_room(alice, "11", name="Knock here")
+    alice.invite(room_id, carol.user_id)
+    since = bob.sync()["next_batch"]
+
+    expect_ok(bob.post(f"knock/{q(room_id)}"))
+
+    responses = bob.sync_until(lambda body: knock_state(body, room_id) is not None, since=since)
+    events = knock_state(responses[-1], room_id)
+    kinds = {(event["type"], event["state_key"]) for event in events}
+    assert ("m.room.create", "") in kinds
+    assert ("m.room.join_rules", "") in kinds
+    assert ("m.room.name", "") in kinds
+    own = [event for event in events if event["type"] == "m.room.member"]
+    assert [event["state_key"] for event in own] == [bob.user_id]
+    assert own[0]["content"]["membership"] == "knock"
+    initial = bob.sync()
+    assert knock_state(initial, room_id) is not None, "initial sync lacks the knocked room"
+    assert room_id not in initial["rooms"]["join"]
+
+
+def test_invite_state_shows_own_invite_only(alice, bob, carol):
+    room_id = alice.create_room(preset="private_chat")
+    alice.invite(room_id, carol.user_id)
+    alice.invite(room_id, bob.user_id)
+
+    invite = bob.sync()["rooms"]["invite"][room_id]["invite_state"]["events"]
+    members = [event["state_key"] for event in invite if event["type"] == "m.room.member"]
+    assert members == [bob.user_id]
+
+
 def test_invited_knocker_joins(alice, bob):
     room_id = create_knock_room(alice, "11")
     expect_ok(bob.post(f"knock/{q(room_id)}"))

@@ -39,7 +39,7 @@ impl Action {
                 Some(Self::Registration)
             }
             Route::CreateRoom => Some(Self::CreateRoom),
-            Route::JoinByIdOrAlias(_) => Some(Self::Join),
+            Route::JoinByIdOrAlias(_) | Route::KnockByIdOrAlias(_) => Some(Self::Join),
             Route::Room(_, action) => match action {
                 RoomAction::Join | RoomAction::Invite => Some(Self::Join),
                 // An upgrade creates a room.

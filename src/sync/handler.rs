@@ -111,7 +111,8 @@ fn changed_rooms(
         let upper = upto.get(owner).copied().unwrap_or(0);
         let include = match since {
             None => {
-                matches!(room.membership.as_str(), "join" | "invite") || room_filter.include_leave
+                matches!(room.membership.as_str(), "join" | "invite" | "knock")
+                    || room_filter.include_leave
             }
             Some(since) => {
                 let lower = since.get(owner).copied().unwrap_or(0);
@@ -173,9 +174,14 @@ fn build_response(
                 rooms.join.insert(room_id.to_string(), value);
             }
             "invite" => {
-                rooms
-                    .invite
-                    .insert(room_id.to_string(), invited_room(shard, room_id)?);
+                let events = stripped_state(shard, room_id, auth.user_id.as_str())?;
+                let value = json!({ "invite_state": { "events": events } });
+                rooms.invite.insert(room_id.to_string(), value);
+            }
+            "knock" => {
+                let events = stripped_state(shard, room_id, auth.user_id.as_str())?;
+                let value = json!({ "knock_state": { "events": events } });
+                rooms.knock.insert(room_id.to_string(), value);
             }
             "leave" | "ban" => {
                 let section = RoomSection {
@@ -290,7 +296,9 @@ impl Timeline {
 }
 
 /// Stripped state of the room for an invite, with the invite event itself.
-fn invited_room(shard: &Shard, room_id: &OwnedRoomId) -> ApiResult<Value> {
+/// Returns the stripped state that an invited or knocking user receives: the
+/// room's description and the user's own membership event.
+fn stripped_state(shard: &Shard, room_id: &OwnedRoomId, user_id: &str) -> ApiResult<Vec<Value>> {
     const STRIPPED_TYPES: [&str; 7] = [
         "m.room.create",
         "m.room.join_rules",
@@ -307,18 +315,18 @@ fn invited_room(shard: &Shard, room_id: &OwnedRoomId) -> ApiResult<Value> {
     {
         let mut parts = key.split(|b| *b == 0).skip(1);
         let kind = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
-        if (STRIPPED_TYPES.contains(&kind.as_str()) || kind == "m.room.member")
+        let state_key = parts.next().unwrap_or_default();
+        let included = STRIPPED_TYPES.contains(&kind.as_str())
+            || (kind == "m.room.member" && state_key == user_id.as_bytes());
+        if included
             && let Some(record) = shard
                 .store
                 .get_json::<EventRecord>(Map::Events, &event_id)?
-            && (kind != "m.room.member"
-                || record.pdu.get("content").and_then(|c| c.get("membership"))
-                    == Some(&json!("invite")))
         {
             events.push(client_format::stripped(&record));
         }
     }
-    Ok(json!({ "invite_state": { "events": events } }))
+    Ok(events)
 }
 
 fn read_timeline(

@@ -42,7 +42,7 @@ pub struct Rooms {
     pub join: BTreeMap<String, JoinedRoom>,
     pub invite: BTreeMap<String, Value>,
     pub leave: BTreeMap<String, LeftRoom>,
-    knock: Empty,
+    pub knock: BTreeMap<String, Value>,
 }
 
 #[derive(Serialize)]
