@@ -175,3 +175,44 @@ def test_concurrent_topics_fork_and_converge(eltrix, synapse, shared_room):
     context = expect_ok(alice.get(f"rooms/{q(room_id)}/context/{q(bob_topic)}", params={"limit": 0}))
     topics_there = [e["content"]["topic"] for e in context["state"] if e["type"] == "m.room.topic"]
     assert topics_there == ["from synapse"]
+
+
+def restricted_room(alice, allowed_room: str) -> str:
+    rule = {"join_rule": "restricted", "allow": [{"type": "m.room_membership", "room_id": allowed_room}]}
+    state = {"type": "m.room.join_rules", "state_key": "", "content": rule}
+    return alice.create_room(preset="private_chat", room_version="10", initial_state=[state])
+
+
+def test_synapse_member_of_allowed_room_joins_restricted_room(eltrix, shared_room):
+    """Eltrix names Alice as the authoriser in make_join and signs the join
+    in send_join, so a member of the allowed room joins from Synapse."""
+    alice, bob, allowed = shared_room
+    room_id = restricted_room(alice, allowed)
+
+    bob.join(room_id, eltrix.server_name)
+
+    member = alice.state_content(room_id, "m.room.member", bob.user_id)
+    assert member["membership"] == "join"
+    assert member["join_authorised_via_users_server"] == alice.user_id
+    join_id = next(
+        event["event_id"]
+        for event in expect_ok(alice.get(f"rooms/{q(room_id)}/state"))
+        if event["type"] == "m.room.member" and event["state_key"] == bob.user_id
+    )
+    signatures = federation_event(eltrix, bob.synapse, join_id)["signatures"]
+    assert eltrix.server_name in signatures
+    assert bob.synapse.server_name in signatures
+
+
+def test_synapse_non_member_cannot_join_restricted_room(eltrix, synapse, shared_room):
+    alice, _, allowed = shared_room
+    room_id = restricted_room(alice, allowed)
+    outsider = SynapseUser(synapse)
+
+    resp = outsider.request("POST", f"join/{q(room_id)}?server_name={q(eltrix.server_name)}", {})
+
+    # Synapse answers its client with 502 when no resident server makes a
+    # join for it.
+    assert resp.status_code >= 400, f"the join was not refused: {resp.status_code} {resp.text}"
+    members = expect_ok(alice.get(f"rooms/{q(room_id)}/joined_members"))["joined"]
+    assert outsider.user_id not in members

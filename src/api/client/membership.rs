@@ -171,7 +171,7 @@ async fn authorise_restricted_join(
 /// Returns the first of `rooms` that `user_id` is joined to. Each room's
 /// membership is read on the shard that owns the room, with one task per
 /// shard, and a room this server does not know matches nothing.
-async fn find_joined_room(
+pub(crate) async fn find_joined_room(
     shard: &Rc<Shard>,
     user_id: &OwnedUserId,
     rooms: &[OwnedRoomId],

@@ -10,7 +10,7 @@ pub mod filter;
 mod knock;
 mod login;
 mod members;
-mod membership;
+pub(crate) mod membership;
 mod messages;
 mod register;
 mod send;

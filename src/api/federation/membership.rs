@@ -41,8 +41,8 @@ fn origin(request: &ApiRequest) -> ApiResult<&str> {
 }
 
 /// `GET /_matrix/federation/v1/make_join/{roomId}/{userId}`.
-pub fn make_join(
-    shard: &Shard,
+pub async fn make_join(
+    shard: &Rc<Shard>,
     request: &ApiRequest,
     room_id: &str,
     user_id: &str,
@@ -56,10 +56,9 @@ pub fn make_join(
             "{origin} cannot join users of another server"
         )));
     }
-    let room = shard.room(&room_id)?;
-    let room = room.borrow();
-    super::acl::check(&room, origin)?;
-    let version = room.version.to_string();
+    let room_rc = shard.room(&room_id)?;
+    super::acl::check(&room_rc.borrow(), origin)?;
+    let version = room_rc.borrow().version.to_string();
     let supported: Vec<&str> = request
         .query
         .iter()
@@ -81,12 +80,14 @@ pub fn make_join(
         });
     }
 
-    let draft = EventDraft::state(
+    let mut draft = EventDraft::state(
         &user_id,
         "m.room.member",
         user_id.as_str(),
         json!({ "membership": "join" }),
     );
+    super::restricted::authorise_template(shard, &room_rc, &user_id, &mut draft).await?;
+    let room = room_rc.borrow();
     append::check(shard, &room, &draft)?;
     let pdu = builder::build(&room, &draft, origin, &shard.key, 0, now_millis())?;
     let mut template = pdu.json;
@@ -136,11 +137,15 @@ pub async fn send_join(
     let room = shard.room(&room_id)?;
     super::acl::check(&room.borrow(), &origin)?;
     let computed = ingest::event_id(&object, &room.borrow().rules)?;
+    let mut object = object;
+    let sender_id = OwnedUserId::try_from(sender.as_str())
+        .map_err(|_| MatrixError::bad_json("Invalid sender"))?;
     if computed.as_str() != event_id {
         return Err(MatrixError::bad_json(format!(
             "The event's ID is {computed}, not {event_id}"
         )));
     }
+    super::restricted::countersign(shard, &room, &sender_id, &mut object).await?;
     let signers = keys::keys_of_signers(shard, &object).await;
     let join = match ingest::ingest(shard, &room, object.clone(), &signers).await? {
         Outcome::Accepted(pdu) | Outcome::SoftFailed(pdu) => pdu,

@@ -4,6 +4,7 @@
 mod acl;
 mod events;
 mod membership;
+mod restricted;
 mod transactions;
 
 use std::rc::Rc;
@@ -97,7 +98,7 @@ pub async fn handle(
         })),
         FederationRoute::QueryDirectory => query_directory(shard, request),
         FederationRoute::MakeJoin(room_id, user_id) => {
-            membership::make_join(shard, request, room_id, user_id)
+            membership::make_join(shard, request, room_id, user_id).await
         }
         FederationRoute::SendJoin(room_id, event_id) => {
             membership::send_join(shard, request, room_id, event_id).await
