@@ -296,6 +296,14 @@ fn forked_topics_resolve_and_merge() {
             fixture.state_after(merge.event_id.as_str(), "m.room.topic"),
             Some(bob_id)
         );
+        // The merge, with two predecessors, verifies like any other event.
+        let rules = fixture.room.borrow().rules.clone();
+        let verified = ruma::signatures::verify_event(&fixture.keys(), &merge.json, &rules);
+        assert_eq!(
+            verified.unwrap(),
+            ruma::signatures::Verified::All,
+            "v{version}: the merge"
+        );
     });
 }
 
