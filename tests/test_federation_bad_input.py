@@ -1226,9 +1226,13 @@ def member_message(eltrix, synapse, alice: Account, room_id: str, member: str) -
 DENY_SYNAPSE = {"allow": ["*"], "deny": ["localhost"]}
 DENY_OTHERS = {"allow": ["*"], "deny": ["evil.example"]}
 ALLOW_NONE = {"allow": []}
+# Fields of the wrong type void neither the deny list nor the allow list.
+DENY_MALFORMED = {"allow": ["*", 7], "deny": ["localhost", None], "allow_ip_literals": "no"}
 
 
-@pytest.mark.parametrize("acl", [DENY_SYNAPSE, ALLOW_NONE], ids=["deny", "allow-none"])
+@pytest.mark.parametrize(
+    "acl", [DENY_SYNAPSE, ALLOW_NONE, DENY_MALFORMED], ids=["deny", "allow-none", "malformed"]
+)
 def test_acl_denied_pdu_is_rejected(eltrix, synapse, acl):
     alice, room_id, member = room_with_acl(eltrix, synapse, acl)
     event = member_message(eltrix, synapse, alice, room_id, member)
@@ -1306,6 +1310,35 @@ def test_acl_denied_send_join_is_forbidden(eltrix, synapse):
     resp = send_join(eltrix, synapse, room_id, reference_event_id(event), event)
     assert_error(resp, 403, "M_FORBIDDEN")
     assert user_id not in joined_members(alice, room_id)
+
+
+# ---------------------------------------------------------------------------
+# make_join in restricted rooms
+
+
+def restricted_room(alice: Account, allowed_room: str) -> str:
+    rule = {"join_rule": "restricted", "allow": [{"type": "m.room_membership", "room_id": allowed_room}]}
+    state = {"type": "m.room.join_rules", "state_key": "", "content": rule}
+    return alice.create_room(preset="private_chat", room_version=ROOM_VERSION, initial_state=[state])
+
+
+def test_make_join_restricted_names_authoriser(eltrix, synapse, rooms):
+    room_id = restricted_room(rooms.alice, rooms.shared)
+    resp = make_join(eltrix, synapse, room_id, rooms.member)
+    content = expect_ok(resp)["event"]["content"]
+    assert content["join_authorised_via_users_server"] == rooms.alice.user_id
+
+
+def test_make_join_restricted_non_member(eltrix, synapse, rooms):
+    room_id = restricted_room(rooms.alice, rooms.shared)
+    resp = make_join(eltrix, synapse, room_id, synapse_user(synapse))
+    assert_error(resp, 403, "M_FORBIDDEN")
+
+
+def test_make_join_restricted_unknown_allowed_room(eltrix, synapse, rooms):
+    room_id = restricted_room(rooms.alice, rooms.unknown_room(eltrix))
+    resp = make_join(eltrix, synapse, room_id, rooms.member)
+    assert_error(resp, 400, "M_UNABLE_TO_AUTHORISE_JOIN")
 
 
 # ---------------------------------------------------------------------------

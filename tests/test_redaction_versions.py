@@ -84,6 +84,20 @@ def test_send_redaction_needs_the_redact_level(alice, bob, versioned_room):
     assert event["content"]["body"] == "keep"
 
 
+def test_state_redaction_needs_the_redact_level(alice, bob, versioned_room):
+    """A redaction sent as a state event takes effect only with the redact
+    level, like one sent through /redact, even between users of one server."""
+    _, room_id = versioned_room
+    bob.join(room_id)
+    target = alice.send_event(room_id, "m.room.message", {"msgtype": "m.text", "body": "keep"}, v12_id=False)
+    path = f"rooms/{q(room_id)}/state/m.room.redaction/"
+    resp = bob.put(path, {"redacts": target})
+    assert resp.status_code in (200, 403), resp.text
+    event = expect_ok(alice.get(f"rooms/{q(room_id)}/event/{q(target)}"))
+    assert event["content"]["body"] == "keep"
+    assert "redacted_because" not in event.get("unsigned", {})
+
+
 def test_send_redaction_by_version(alice, versioned_room):
     version, room_id = versioned_room
     target = alice.send_event(room_id, "m.room.message", {"msgtype": "m.text", "body": "gone"}, v12_id=False)

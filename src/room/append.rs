@@ -304,10 +304,10 @@ fn stage(
 
 /// Marks the target of a redaction as redacted. The authorization rules
 /// accept any redaction event from room version 3 on, so the redaction is
-/// applied only when its sender is on the target sender's server or has the
-/// `redact` level. Otherwise the event stays in the timeline without effect.
-/// Local users may redact only their own events without that level, which
-/// the client API checks before building the redaction.
+/// applied only when its sender sent the target or has the `redact` level,
+/// or when the sender is on another server that also sent the target, which
+/// that server vouches for. Otherwise the event stays in the timeline
+/// without effect.
 pub(super) fn stage_redaction(
     shard: &Shard,
     room: &Room,
@@ -327,8 +327,11 @@ pub(super) fn stage_redaction(
         .get("sender")
         .and_then(serde_json::Value::as_str)
         .unwrap_or_default();
-    let same_server = server_of(sender).is_some() && server_of(sender) == server_of(target_sender);
-    if !same_server && !room.may_redact(sender, target_sender) {
+    let sender_server = server_of(sender);
+    let remote_same_server = sender_server.is_some()
+        && sender_server != Some(shard.config.server_name.as_str())
+        && sender_server == server_of(target_sender);
+    if !remote_same_server && !room.may_redact(sender, target_sender) {
         tracing::info!(
             redaction_id = %redaction.event_id,
             target,

@@ -339,6 +339,34 @@ fn v1_topic_of_demoted_sender_is_skipped() {
     assert_eq!(content_field(&resolved, "topic"), "by the creator");
 }
 
+/// When the rules allow none of the candidates of a key, version 1 keeps the
+/// shallowest, so that servers agree on the key.
+#[test]
+fn v1_keeps_shallowest_when_none_allowed() {
+    let mut events = Events::default();
+    let room = base(1, &mut events);
+    let (mut demoting, mut shallow, mut deep) = (room.fork(), room.fork(), room.fork());
+    // The creator changes the topic, then takes everyone's power, their own
+    // included, so that the rules allow no topic in the resolved state.
+    events.add(&mut demoting, &Event::message(CREATOR));
+    events.add(&mut demoting, &topic(CREATOR, "by the creator"));
+    events.add(
+        &mut demoting,
+        &levels(1, json!({ "users": { user(CREATOR): 0, user("bob"): 0 } })),
+    );
+    events.add(&mut shallow, &topic("bob", "shallow"));
+    for _ in 0..3 {
+        events.add(&mut deep, &Event::message("bob"));
+    }
+    events.add(&mut deep, &topic("bob", "deep"));
+
+    let state = events.resolve(&room, &[&demoting, &shallow, &deep]);
+    let levels = resolved_event(&events, &state, "m.room.power_levels", "");
+    assert_eq!(levels.content_value()["users"][user(CREATOR)], 0);
+    let resolved = resolved_event(&events, &state, "m.room.topic", "");
+    assert_eq!(content_field(&resolved, "topic"), "shallow");
+}
+
 #[test]
 fn v1_unconflicted_changes_are_kept() {
     let mut events = Events::default();

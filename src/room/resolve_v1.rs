@@ -12,8 +12,8 @@
 //!
 //! The specification does not say whether the member pass orders all
 //! conflicted member events in one list. Each member key is its own list
-//! here, so that one user's membership cannot cut short the resolution of
-//! another's.
+//! here, as in Synapse (`synapse/state/v1.py`), so that one user's membership
+//! cannot cut short the resolution of another's.
 
 use std::{cmp::Reverse, collections::BTreeMap, sync::Arc};
 
@@ -127,8 +127,11 @@ fn resolve_auth_key(
 }
 
 /// Settles one key that the authorization rules do not depend on: the
-/// latest candidate that the rules allow. When the rules allow none of
-/// them, the key stays out of the resolved state.
+/// latest candidate that the rules allow.
+///
+/// The specification does not say what happens when the rules allow none of
+/// them. The shallowest candidate is kept then, as Synapse does in
+/// `synapse/state/v1.py`, so that both servers reach the same state.
 fn resolve_other_key(
     rules: &AuthorizationRules,
     key: &StateKey,
@@ -137,10 +140,11 @@ fn resolve_other_key(
     fetch: &impl Fn(&EventId) -> Option<Arc<Pdu>>,
 ) {
     events.sort_by_cached_key(|event| (Reverse(event.depth), sha1_of(&event.event_id)));
-    if let Some(event) = events
-        .into_iter()
+    let chosen = events
+        .iter()
         .find(|event| is_allowed(rules, event, resolved, fetch))
-    {
+        .or_else(|| events.last());
+    if let Some(event) = chosen {
         resolved.insert(key.clone(), event.event_id.clone());
     }
 }

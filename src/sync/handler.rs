@@ -295,7 +295,6 @@ impl Timeline {
     }
 }
 
-/// Stripped state of the room for an invite, with the invite event itself.
 /// Returns the stripped state that an invited or knocking user receives: the
 /// room's description and the user's own membership event.
 fn stripped_state(shard: &Shard, room_id: &OwnedRoomId, user_id: &str) -> ApiResult<Vec<Value>> {

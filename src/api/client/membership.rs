@@ -150,13 +150,23 @@ async fn authorise_restricted_join(
     restriction: &Restriction,
     draft: &mut EventDraft,
 ) -> ApiResult<()> {
-    let joined = find_joined_room(shard, &draft.sender, &restriction.allowed_rooms).await?;
-    if joined.is_none() {
+    let Some(joined) = find_joined_room(shard, &draft.sender, &restriction.allowed_rooms).await?
+    else {
         return Err(not_allowed(restriction));
-    }
+    };
 
-    // The members may have changed during the wait, so the authoriser comes
-    // from the state that the join is built on, with no await in between.
+    // The room's state may have changed during the wait, so the join rule and
+    // the authoriser come from the state that the join is built on, with no
+    // await in between.
+    let current = restricted::restriction(&room.borrow(), &draft.sender);
+    let Some(current) = current else {
+        // The join rule is no longer restricted, or the user was invited
+        // meanwhile, so the authorization rules decide without an authoriser.
+        return Ok(());
+    };
+    if !current.allowed_rooms.contains(&joined) {
+        return Err(not_allowed(&current));
+    }
     let authoriser = restricted::choose_authoriser(&room.borrow(), &shard.config.server_name)
         .ok_or_else(|| {
             MatrixError::forbidden(

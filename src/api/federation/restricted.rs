@@ -6,7 +6,10 @@
 
 use std::{cell::RefCell, rc::Rc};
 
-use ruma::{CanonicalJsonObject, CanonicalJsonValue, OwnedUserId, signatures::hash_and_sign_event};
+use ruma::{
+    CanonicalJsonObject, CanonicalJsonValue, OwnedRoomId, OwnedUserId,
+    signatures::hash_and_sign_event,
+};
 use serde_json::json;
 
 use crate::{
@@ -16,6 +19,7 @@ use crate::{
     },
     room::{EventDraft, Room, restricted},
     shard::Shard,
+    store::Map,
 };
 
 fn unable_to_authorise(message: &str) -> MatrixError {
@@ -36,14 +40,41 @@ fn unable_to_grant() -> MatrixError {
     }
 }
 
+/// Returns the error for a user who is joined to none of `allowed_rooms`.
+/// It is `M_FORBIDDEN` when this server has one of those rooms and so could
+/// check the user's membership. Otherwise it is `M_UNABLE_TO_AUTHORISE_JOIN`,
+/// so that the joining server tries another resident server.
+fn not_joined(shard: &Shard, allowed_rooms: &[OwnedRoomId]) -> MatrixError {
+    let known = allowed_rooms.iter().any(|room_id| {
+        shard
+            .store
+            .get(Map::Rooms, room_id.as_bytes())
+            .is_ok_and(|record| record.is_some())
+    });
+    if known {
+        MatrixError::forbidden("The user is not joined to any room that the join rule allows")
+    } else {
+        unable_to_authorise("This server has none of the rooms that the join rule allows")
+    }
+}
+
+/// Checks that `room`'s current join rule still allows `user_id` through
+/// `joined`, after an await during which the state may have changed. A rule
+/// that no longer restricts the user allows the join too.
+fn still_allowed(room: &Rc<RefCell<Room>>, user_id: &OwnedUserId, joined: &OwnedRoomId) -> bool {
+    restricted::restriction(&room.borrow(), user_id)
+        .is_none_or(|current| current.allowed_rooms.contains(joined))
+}
+
 /// Names the authorising member in `draft`, the join template of `user_id`,
 /// when the room's join rule is restricted and the user is joined to one of
 /// the allowed rooms that this server has.
 ///
 /// # Errors
 ///
-/// `M_UNABLE_TO_AUTHORISE_JOIN` when this server cannot confirm any allow
-/// condition, and `M_UNABLE_TO_GRANT_JOIN` when no local member may invite.
+/// `M_FORBIDDEN` when the user meets no allow condition that this server
+/// can check, `M_UNABLE_TO_AUTHORISE_JOIN` when it can check none, and
+/// `M_UNABLE_TO_GRANT_JOIN` when no local member may invite.
 pub async fn authorise_template(
     shard: &Rc<Shard>,
     room: &Rc<RefCell<Room>>,
@@ -55,9 +86,12 @@ pub async fn authorise_template(
         return Ok(());
     };
     let joined = find_joined_room(shard, user_id, &restriction.allowed_rooms).await?;
-    if joined.is_none() {
-        return Err(unable_to_authorise(
-            "This server cannot confirm that the user is joined to a room that the join rule allows",
+    let Some(joined) = joined else {
+        return Err(not_joined(shard, &restriction.allowed_rooms));
+    };
+    if !still_allowed(room, user_id, &joined) {
+        return Err(MatrixError::forbidden(
+            "The room's join rule changed while the join was checked; try again",
         ));
     }
     let authoriser = restricted::choose_authoriser(&room.borrow(), &shard.config.server_name)
@@ -97,7 +131,8 @@ pub async fn countersign(
     let restriction = restricted::restriction(&room.borrow(), sender);
     if let Some(restriction) = restriction {
         let joined = find_joined_room(shard, sender, &restriction.allowed_rooms).await?;
-        if joined.is_none() {
+        let allowed = joined.is_some_and(|joined| still_allowed(room, sender, &joined));
+        if !allowed {
             return Err(MatrixError::forbidden(
                 "The user is not joined to any room that the join rule allows",
             ));
