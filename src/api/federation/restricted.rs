@@ -107,7 +107,7 @@ pub async fn authorise_template(
 /// # Errors
 ///
 /// `M_FORBIDDEN` when the sender meets no allow condition that this server
-/// knows, and `M_BAD_JSON` when the event's content hash is wrong or the
+/// can check, and `M_BAD_JSON` when the event's content hash is wrong or the
 /// event cannot be signed.
 pub async fn countersign(
     shard: &Rc<Shard>,
