@@ -36,6 +36,8 @@ constructors! {
     user_in_use => 400, "M_USER_IN_USE";
     room_in_use => 400, "M_ROOM_IN_USE";
     invalid_room_state => 400, "M_INVALID_ROOM_STATE";
+    unable_to_authorise_join => 400, "M_UNABLE_TO_AUTHORISE_JOIN";
+    unable_to_grant_join => 400, "M_UNABLE_TO_GRANT_JOIN";
     unsupported_room_version => 400, "M_UNSUPPORTED_ROOM_VERSION";
     unknown => 400, "M_UNKNOWN";
     missing_token => 401, "M_MISSING_TOKEN";

@@ -22,24 +22,6 @@ use crate::{
     store::Map,
 };
 
-fn unable_to_authorise(message: &str) -> MatrixError {
-    MatrixError {
-        status: 400,
-        errcode: "M_UNABLE_TO_AUTHORISE_JOIN",
-        message: message.to_owned(),
-        extra: None,
-    }
-}
-
-fn unable_to_grant() -> MatrixError {
-    MatrixError {
-        status: 400,
-        errcode: "M_UNABLE_TO_GRANT_JOIN",
-        message: "No user of this server in the room has the power to invite".to_owned(),
-        extra: None,
-    }
-}
-
 /// Returns the error for a user who is joined to none of `allowed_rooms`.
 /// It is `M_FORBIDDEN` when this server has one of those rooms and so could
 /// check the user's membership. Otherwise it is `M_UNABLE_TO_AUTHORISE_JOIN`,
@@ -54,7 +36,9 @@ fn not_joined(shard: &Shard, allowed_rooms: &[OwnedRoomId]) -> MatrixError {
     if known {
         MatrixError::forbidden("The user is not joined to any room that the join rule allows")
     } else {
-        unable_to_authorise("This server has none of the rooms that the join rule allows")
+        MatrixError::unable_to_authorise_join(
+            "This server has none of the rooms that the join rule allows",
+        )
     }
 }
 
@@ -95,7 +79,11 @@ pub async fn authorise_template(
         ));
     }
     let authoriser = restricted::choose_authoriser(&room.borrow(), &shard.config.server_name)
-        .ok_or_else(unable_to_grant)?;
+        .ok_or_else(|| {
+            MatrixError::unable_to_grant_join(
+                "No user of this server in the room has the power to invite",
+            )
+        })?;
     draft.content["join_authorised_via_users_server"] = json!(authoriser);
     Ok(())
 }
