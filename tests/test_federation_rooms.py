@@ -211,7 +211,7 @@ def test_synapse_non_member_cannot_join_restricted_room(eltrix, synapse, shared_
 
     resp = outsider.request("POST", f"join/{q(room_id)}?server_name={q(eltrix.server_name)}", {})
 
-    # Synapse answers its client with 502 when no resident server makes a
+    # Synapse returns 502 to its client when no resident server makes a
     # join for it.
     assert resp.status_code >= 400, f"the join was not refused: {resp.status_code} {resp.text}"
     members = expect_ok(alice.get(f"rooms/{q(room_id)}/joined_members"))["joined"]

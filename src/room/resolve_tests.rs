@@ -289,8 +289,8 @@ fn v1_power_levels_stop_at_first_rejected() {
     assert!(levels.content_value().get("events_default").is_none());
 }
 
-/// Version 1 resolves membership after power levels and join rules: a ban
-/// holds against the banned user's later member update, and a deeper ban
+/// Version 1 resolves membership after power levels and join rules. A ban
+/// prevails over the banned user's later member update, and a deeper ban
 /// replaces an earlier update.
 #[test]
 fn v1_ban_holds_against_member_update() {
