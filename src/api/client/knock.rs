@@ -7,10 +7,9 @@
 use std::rc::Rc;
 
 use ruma::{OwnedRoomId, OwnedUserId};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::membership::{member_draft, resolve_room_id_or_alias};
+use super::membership::{ReasonBody, member_draft, resolve_room_id_or_alias};
 use crate::{
     api::{
         error::{ApiResult, MatrixError},
@@ -19,11 +18,6 @@ use crate::{
     room::{Room, append::append},
     shard::Shard,
 };
-
-#[derive(Default, Deserialize)]
-struct KnockBody {
-    reason: Option<String>,
-}
 
 /// `POST /_matrix/client/v3/knock/{roomIdOrAlias}`: resolves an alias here,
 /// then knocks on the room's shard.
@@ -34,7 +28,7 @@ struct KnockBody {
 pub async fn knock(shard: &Rc<Shard>, request: &ApiRequest, target: &str) -> ApiResult<Value> {
     let room_id = resolve_room_id_or_alias(shard, target)?;
     let sender = request.auth()?.user_id.clone();
-    let reason = request.body_or_default::<KnockBody>()?.reason;
+    let reason = request.body_or_default::<ReasonBody>()?.reason;
     shard
         .on_shard(shard.owner(room_id.as_str()), move |shard| async move {
             knock_as(&shard, &room_id, sender, reason).await

@@ -34,8 +34,8 @@ struct TargetBody {
 }
 
 #[derive(Default, Deserialize)]
-struct ReasonBody {
-    reason: Option<String>,
+pub(super) struct ReasonBody {
+    pub(super) reason: Option<String>,
 }
 
 /// Parses a room ID from a path.

@@ -45,6 +45,13 @@ fn check_server_in_room(room: &Room, server: &str) -> ApiResult<()> {
     }
 }
 
+/// Checks that `server` may read `room`'s history: one of its users has a
+/// membership there and the room's server ACL allows it.
+fn check_server_may_read(room: &Room, server: &str) -> ApiResult<()> {
+    check_server_in_room(room, server)?;
+    acl::check(room, server)
+}
+
 fn parse_room(room_id: &str) -> ApiResult<OwnedRoomId> {
     OwnedRoomId::try_from(room_id).map_err(|_| MatrixError::invalid_param("Invalid room ID"))
 }
@@ -76,8 +83,7 @@ pub async fn event(shard: &Rc<Shard>, request: &ApiRequest, event_id: &str) -> A
 pub fn missing_events(shard: &Shard, request: &ApiRequest, room_id: &str) -> ApiResult<Value> {
     let room_id = parse_room(room_id)?;
     let room = shard.room(&room_id)?;
-    check_server_in_room(&room.borrow(), origin(request)?)?;
-    acl::check(&room.borrow(), origin(request)?)?;
+    check_server_may_read(&room.borrow(), origin(request)?)?;
     let body = request.body_object()?;
     let ids = |name: &str| -> ApiResult<Vec<String>> {
         let invalid = || MatrixError::bad_json(format!("{name} must be an array of event IDs"));
@@ -144,8 +150,7 @@ pub fn missing_events(shard: &Shard, request: &ApiRequest, room_id: &str) -> Api
 pub fn state_ids(shard: &Shard, request: &ApiRequest, room_id: &str) -> ApiResult<Value> {
     let room_id = parse_room(room_id)?;
     let room = shard.room(&room_id)?;
-    check_server_in_room(&room.borrow(), origin(request)?)?;
-    acl::check(&room.borrow(), origin(request)?)?;
+    check_server_may_read(&room.borrow(), origin(request)?)?;
     let event_id = request
         .query("event_id")
         .ok_or_else(|| MatrixError::missing_param("Missing event_id"))?;
@@ -190,8 +195,7 @@ pub fn state_ids(shard: &Shard, request: &ApiRequest, room_id: &str) -> ApiResul
 pub fn backfill(shard: &Shard, request: &ApiRequest, room_id: &str) -> ApiResult<Value> {
     let room_id = parse_room(room_id)?;
     let room = shard.room(&room_id)?;
-    check_server_in_room(&room.borrow(), origin(request)?)?;
-    acl::check(&room.borrow(), origin(request)?)?;
+    check_server_may_read(&room.borrow(), origin(request)?)?;
     let limit = request
         .query("limit")
         .and_then(|limit| limit.parse::<usize>().ok())
