@@ -10,7 +10,12 @@ use std::{cell::RefCell, collections::BTreeMap, rc::Rc, sync::Arc};
 use eltrix_shards::ShardId;
 use ruma::{OwnedUserId, events::TimelineEventType};
 
-use super::{EventDraft, Pdu, auth, builder, state::Room, state_groups};
+use super::{
+    EventDraft, Pdu, auth, builder,
+    signature::{self, NewSignatures},
+    state::Room,
+    state_groups,
+};
 use crate::{
     api::error::{ApiResult, MatrixError},
     shard::{Shard, now_millis},
@@ -49,10 +54,28 @@ pub fn send_to_other_servers(shard: &Rc<Shard>, room: &mut Room, pdus: &[Arc<Pdu
     if destinations.is_empty() {
         return;
     }
-    let events: Vec<serde_json::Value> = pdus
-        .iter()
-        .filter_map(|pdu| serde_json::to_value(&pdu.json).ok())
-        .collect();
+    // A member of another server may have joined since the events were
+    // built unsigned.
+    let mut new = NewSignatures::default();
+    let mut events = Vec::with_capacity(pdus.len());
+    for pdu in pdus {
+        let mut object = pdu.json.clone();
+        let signed = signature::complete(
+            shard,
+            pdu.event_id.as_str(),
+            &mut object,
+            &room.rules.redaction,
+            &mut new,
+        );
+        match signed.map(|()| serde_json::to_value(object)) {
+            Ok(Ok(value)) => events.push(value),
+            Ok(Err(error)) => {
+                tracing::error!(event_id = %pdu.event_id, %error, "cannot send event")
+            }
+            Err(error) => tracing::error!(event_id = %pdu.event_id, ?error, "cannot send event"),
+        }
+    }
+    new.persist(shard);
     crate::federation::sender::enqueue(shard, &destinations, &events);
 }
 
@@ -93,7 +116,12 @@ pub fn prepare(
     let mut pdus = Vec::with_capacity(drafts.len());
     let mut batch = WriteBatch::default();
     for draft in drafts {
-        match build_one(shard, room, &draft) {
+        // Events that leave at once are signed now, and so are joins that
+        // name an authoriser, whose signature the authorization rules check;
+        // see `super::signature`.
+        let sign_now =
+            !room.other_servers(&shard.config.server_name).is_empty() || names_authoriser(&draft);
+        match build_one(shard, room, &draft, sign_now) {
             Ok(pdu) => {
                 room.apply(&pdu);
                 stage_state_group(room, &pdu, &mut batch);
@@ -125,10 +153,24 @@ pub fn prepare(
 ///
 /// Returns the build or authorization error that [`append`] would return.
 pub fn check(shard: &Shard, room: &Room, draft: &EventDraft) -> ApiResult<()> {
-    build_one(shard, room, draft).map(|_| ())
+    build_one(shard, room, draft, names_authoriser(draft)).map(|_| ())
 }
 
-fn build_one(shard: &Shard, room: &Room, draft: &EventDraft) -> ApiResult<Arc<Pdu>> {
+/// Whether `draft` is a join that names an authoriser, which the
+/// authorization rules require this server to sign.
+fn names_authoriser(draft: &EventDraft) -> bool {
+    draft
+        .content
+        .get("join_authorised_via_users_server")
+        .is_some()
+}
+
+fn build_one(
+    shard: &Shard,
+    room: &Room,
+    draft: &EventDraft,
+    sign_now: bool,
+) -> ApiResult<Arc<Pdu>> {
     if draft
         .state_key
         .as_deref()
@@ -154,7 +196,12 @@ fn build_one(shard: &Shard, room: &Room, draft: &EventDraft) -> ApiResult<Arc<Pd
         super::validate::check_content(&draft.kind, &draft.content, integer_levels)?;
     }
     let pos = shard.next_pos();
-    let pdu = builder::build(
+    let build = if sign_now {
+        builder::build
+    } else {
+        builder::build_unsigned
+    };
+    let pdu = build(
         room,
         draft,
         &shard.config.server_name,

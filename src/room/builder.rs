@@ -7,7 +7,7 @@ use ruma::{
     CanonicalJsonError, CanonicalJsonObject, CanonicalJsonValue, OwnedEventId, OwnedUserId,
     events::TimelineEventType,
     room_version_rules::{EventIdFormatVersion, EventsReferenceFormatVersion},
-    signatures::{hash_and_sign_event, reference_hash},
+    signatures::{add_content_hash_to_event, hash_and_sign_event, reference_hash},
 };
 
 use super::{keys::SigningKey, pdu::Pdu, state::Room};
@@ -123,6 +123,36 @@ pub fn build(
     pos: u64,
     now_ms: u64,
 ) -> Result<Pdu, MatrixError> {
+    assemble(room, draft, origin, key, pos, now_ms, true)
+}
+
+/// Builds the PDU like [`build`], with its content hash and event ID but
+/// without the signature, which [`super::signature`] adds when the event
+/// first leaves the server. The size limit counts the signature all the same.
+///
+/// # Errors
+///
+/// The errors of [`build`].
+pub fn build_unsigned(
+    room: &Room,
+    draft: &EventDraft,
+    origin: &str,
+    key: &SigningKey,
+    pos: u64,
+    now_ms: u64,
+) -> Result<Pdu, MatrixError> {
+    assemble(room, draft, origin, key, pos, now_ms, false)
+}
+
+fn assemble(
+    room: &Room,
+    draft: &EventDraft,
+    origin: &str,
+    key: &SigningKey,
+    pos: u64,
+    now_ms: u64,
+    sign: bool,
+) -> Result<Pdu, MatrixError> {
     let rules = &room.rules;
     let content = canonical_content(draft.content.clone())?;
     let content_raw = serde_json::value::to_raw_value(&content)
@@ -209,8 +239,16 @@ pub fn build(
     }
 
     // Hash, sign and derive the event ID.
-    hash_and_sign_event(origin, &key.pair, &mut object, &rules.redaction).map_err(json_error)?;
-    let size = serde_json::to_vec(&object).map_or(usize::MAX, |bytes| bytes.len());
+    let size = if sign {
+        hash_and_sign_event(origin, &key.pair, &mut object, &rules.redaction)
+            .map_err(json_error)?;
+        serde_json::to_vec(&object).map_or(usize::MAX, |bytes| bytes.len())
+    } else {
+        add_content_hash_to_event(&mut object).map_err(json_error)?;
+        serde_json::to_vec(&object).map_or(usize::MAX, |bytes| {
+            bytes.len() + signature_bytes(origin, key)
+        })
+    };
     if size > MAX_PDU_BYTES {
         return Err(MatrixError::too_large(format!(
             "Event is {size} bytes; the maximum is {MAX_PDU_BYTES}"
@@ -229,6 +267,16 @@ pub fn build(
         room.room_id.clone()
     };
     Pdu::parse(object, event_id, room_id, pos).map_err(|e| MatrixError::internal(e.to_string()))
+}
+
+/// Bytes that this server's signature adds to a PDU without `signatures`:
+/// the field, its separator, and one ed25519 signature in unpadded base64.
+pub(super) fn signature_bytes(origin: &str, key: &SigningKey) -> usize {
+    const SIGNATURE_BASE64: usize = 86;
+    let field = serde_json::json!({ origin: { key.key_id(): "" } });
+    let inner = serde_json::to_vec(&field).map_or(0, |bytes| bytes.len());
+    // `,"signatures":` before the object, and the signature inside it.
+    ",\"signatures\":".len() + inner + SIGNATURE_BASE64
 }
 
 fn json_error(error: ruma::signatures::JsonError) -> MatrixError {

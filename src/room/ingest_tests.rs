@@ -16,6 +16,8 @@ use super::{
     EventDraft, Pdu, Room, append, builder,
     ingest::{self, Outcome},
     keys::SigningKey,
+    signature::{self, NewSignatures},
+    state::load_pdu,
     state_groups, versions,
 };
 use crate::{
@@ -532,6 +534,51 @@ fn received_redaction_needs_same_server() {
             redacted_by(&fixture, alice_message.event_id.as_str()),
             None,
             "v{version}: other server"
+        );
+    });
+}
+
+#[test]
+fn events_built_before_a_remote_join_are_signed_when_they_leave() {
+    run(async |version| {
+        let fixture = Fixture::new(version).await;
+        let create_id = fixture
+            .room
+            .borrow()
+            .state_event("m.room.create", "")
+            .unwrap()
+            .event_id
+            .to_string();
+        let stored = load_pdu(&fixture.shard.store, &create_id).unwrap().unwrap();
+        assert!(
+            !signature::is_signed_by(&stored.json, "localhost"),
+            "v{version}: the create event was built while every member was local"
+        );
+
+        let mut new = NewSignatures::default();
+        let wire = signature::load_wire_event(&fixture.shard, &create_id, &mut new)
+            .unwrap()
+            .unwrap();
+        assert_eq!(new.len(), 1, "v{version}: signed once");
+        let wire: CanonicalJsonObject = serde_json::from_value(wire).unwrap();
+        let rules = fixture.room.borrow().rules.clone();
+        ruma::signatures::verify_event(&fixture.keys(), &wire, &rules)
+            .unwrap_or_else(|error| panic!("v{version}: {error}"));
+        new.commit(&fixture.shard.committer).await.unwrap();
+
+        // The second read takes the stored signature.
+        let mut again = NewSignatures::default();
+        let second = signature::load_wire_event(&fixture.shard, &create_id, &mut again)
+            .unwrap()
+            .unwrap();
+        assert!(again.is_empty(), "v{version}: not signed twice");
+        assert_eq!(serde_json::to_value(&wire).unwrap(), second, "v{version}");
+
+        // With Bob's server in the room, new events are signed when built.
+        let message = fixture.local(message(ALICE, 5_000)).await;
+        assert!(
+            signature::is_signed_by(&message.json, "localhost"),
+            "v{version}"
         );
     });
 }

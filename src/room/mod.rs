@@ -22,6 +22,7 @@ pub mod resolve;
 mod resolve_tests;
 mod resolve_v1;
 pub mod restricted;
+pub mod signature;
 #[cfg(test)]
 mod signing_tests;
 pub mod state;

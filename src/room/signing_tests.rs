@@ -453,3 +453,57 @@ fn v1_v2_references_carry_reference_hashes() {
         assert!(checked > 0, "v{version}: no references checked");
     }
 }
+
+#[test]
+fn deferred_signature_equals_the_build_time_signature() {
+    for version in versions::SUPPORTED {
+        let chain = Chain::build_standard(version);
+        let draft = EventDraft {
+            sender: chain.room.creator.clone(),
+            kind: "m.room.message".to_owned(),
+            state_key: None,
+            content: json!({ "msgtype": "m.text", "body": "later" }),
+            redacts: None,
+            txn: None,
+            origin_server_ts: None,
+        };
+        let signed = builder::build(&chain.room, &draft, SERVER, &chain.key, 9, 5_000).unwrap();
+        let unsigned =
+            builder::build_unsigned(&chain.room, &draft, SERVER, &chain.key, 9, 5_000).unwrap();
+        assert!(!unsigned.json.contains_key("signatures"), "v{version}");
+
+        // The size limit counts the signature that is not there yet.
+        let size = |object: &CanonicalJsonObject| serde_json::to_vec(object).unwrap().len();
+        assert_eq!(
+            size(&signed.json),
+            size(&unsigned.json) + builder::signature_bytes(SERVER, &chain.key),
+            "v{version}"
+        );
+
+        // Versions 1 and 2 draw a random event ID, so the signed copy is
+        // compared with itself without its signature.
+        let mut deferred = if chain.room.rules.event_id_format == EventIdFormatVersion::V1 {
+            let mut stripped = signed.json.clone();
+            stripped.remove("signatures");
+            stripped
+        } else {
+            assert_eq!(signed.event_id, unsigned.event_id, "v{version}");
+            unsigned.json.clone()
+        };
+        ruma::signatures::sign_event(
+            SERVER,
+            &chain.key.pair,
+            &mut deferred,
+            &chain.room.rules.redaction,
+        )
+        .unwrap();
+        assert_eq!(deferred, signed.json, "v{version}");
+
+        // The signature covers the redacted event, so it stays valid for the
+        // redacted copy that the store keeps after a redaction.
+        let redacted = redact(deferred, &chain.room.rules.redaction, None).unwrap();
+        let verified = verify_event(&chain.public_keys(), &redacted, &chain.room.rules)
+            .unwrap_or_else(|error| panic!("v{version}: {error}"));
+        assert_eq!(verified, Verified::Signatures, "v{version}");
+    }
+}

@@ -58,9 +58,10 @@ pub enum Map {
     BlockedRooms,
     StateGroups,
     EventStates,
+    EventSignatures,
 }
 
-const MAPS: [(Map, &str); 17] = [
+const MAPS: [(Map, &str); 18] = [
     (Map::Users, "userid_user"),
     (Map::Tokens, "tokenhash_device"),
     (Map::Devices, "userid_deviceid_device"),
@@ -78,6 +79,7 @@ const MAPS: [(Map, &str); 17] = [
     (Map::BlockedRooms, "roomid_blocked"),
     (Map::StateGroups, "roomid_group_stategroup"),
     (Map::EventStates, "eventid_stategroup"),
+    (Map::EventSignatures, "eventid_signature"),
 ];
 
 /// Handles to the database and its keyspaces; cheap to clone.

@@ -34,12 +34,13 @@ impl Deletion {
         self.ops_in_current += 1;
     }
 
-    /// Queues the removal of an event, its timeline row and its state group
-    /// mapping.
+    /// Queues the removal of an event, its timeline row, its state group
+    /// mapping and its stored signature.
     pub fn delete_event(&mut self, room_id: &str, event_id: &str, pos: u64) {
         self.delete(Map::Events, event_id.as_bytes().to_vec());
         self.delete(Map::Timeline, keys::timeline(room_id, pos));
         self.delete(Map::EventStates, event_id.as_bytes().to_vec());
+        self.delete(Map::EventSignatures, event_id.as_bytes().to_vec());
         self.event_ids.push(event_id.to_owned());
     }
 

@@ -15,7 +15,12 @@ use crate::{
         error::{ApiResult, MatrixError},
         request::ApiRequest,
     },
-    room::{Room, state::load_pdu, state_groups},
+    room::{
+        Room,
+        signature::{self, NewSignatures},
+        state::load_pdu,
+        state_groups,
+    },
     shard::{Shard, now_millis},
     store::{EventRecord, Map},
 };
@@ -65,14 +70,18 @@ pub async fn event(shard: &Rc<Shard>, request: &ApiRequest, event_id: &str) -> A
         .ok_or_else(|| MatrixError::not_found("Unknown event"))?;
     let room_id = parse_room(&record.room_id)?;
     let owner = shard.owner(room_id.as_str());
+    let event_id = event_id.to_owned();
     shard
         .on_shard(owner, move |shard| async move {
             let room = shard.room(&room_id)?;
             check_server_in_room(&room.borrow(), &origin)?;
+            let mut new = NewSignatures::default();
+            let pdu = signature::wire_event(&shard, &event_id, record, &mut new)?;
+            new.persist(&shard);
             Ok(json!({
                 "origin": shard.config.server_name,
                 "origin_server_ts": now_millis(),
-                "pdus": [record.pdu],
+                "pdus": [pdu],
             }))
         })
         .await?

@@ -23,6 +23,7 @@ use crate::{
     room::{
         EventDraft, append, builder,
         ingest::{self, Outcome},
+        signature::{self, NewSignatures},
         state::load_pdu,
         state_groups,
     },
@@ -89,7 +90,7 @@ pub async fn make_join(
     super::restricted::authorise_template(shard, &room_rc, &user_id, &mut draft).await?;
     let room = room_rc.borrow();
     append::check(shard, &room, &draft)?;
-    let pdu = builder::build(&room, &draft, origin, &shard.key, 0, now_millis())?;
+    let pdu = builder::build_unsigned(&room, &draft, origin, &shard.key, 0, now_millis())?;
     let mut template = pdu.json;
     for field in ["signatures", "hashes", "event_id", "unsigned"] {
         template.remove(field);
@@ -218,14 +219,13 @@ fn auth_chain(shard: &Shard, starts: &[String]) -> ApiResult<Vec<String>> {
 
 /// Returns the stored PDUs of `ids` as sent over federation.
 pub fn wire_events(shard: &Shard, ids: &[String]) -> ApiResult<Vec<Value>> {
+    let mut new = NewSignatures::default();
     let mut events = Vec::with_capacity(ids.len());
     for id in ids {
-        if let Some(pdu) = load_pdu(&shard.store, id)? {
-            events.push(
-                serde_json::to_value(&pdu.json)
-                    .map_err(|e| MatrixError::internal(e.to_string()))?,
-            );
+        if let Some(event) = signature::load_wire_event(shard, id, &mut new)? {
+            events.push(event);
         }
     }
+    new.persist(shard);
     Ok(events)
 }
