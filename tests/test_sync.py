@@ -418,6 +418,32 @@ def test_federation_event_format(alice, room):
     assert isinstance(pdu["auth_events"], list)
 
 
+@pytest.mark.parametrize("burst", [1, 12, 16, 20])
+def test_incremental_window_after_a_burst(hs, burst):
+    """One incremental sync over a burst returns its newest events, in order.
+
+    Bursts of up to 16 events are read from the room's tail in memory, longer
+    ones from the store; both give the same window and the same `limited`.
+    """
+    alice = hs.register_on_shard(f"burst{burst}-alice", 0)
+    bob = hs.register_on_shard(f"burst{burst}-bob", 1)
+    room_id = alice.create_room(preset="public_chat")
+    bob.join(room_id)
+    narrow = {"room": {"timeline": {"limit": 15}}}
+    before = alice.send_message(room_id, "before")
+    since = bob.initial_sync_until(shows_event(room_id, before), filter=narrow)[
+        "next_batch"
+    ]
+    sent = send_messages(alice, room_id, "burst", burst)
+    # Wait until the whole burst has reached Bob's shard, then read it in
+    # one response.
+    bob.initial_sync_until(shows_event(room_id, sent[-1]), filter=narrow)
+    body = bob.sync(since=since, filter=narrow)
+    timeline = joined_room(body, room_id)["timeline"]
+    assert event_ids(timeline["events"]) == sent[-15:]
+    assert timeline["limited"] == (burst > 15)
+
+
 def test_summary_counts_and_heroes(hs):
     alice = hs.register_on_shard("summary-alice", 0)
     bob = hs.register_on_shard("summary-bob", 1)

@@ -251,6 +251,7 @@ fn sync_index(c: &mut Criterion) {
     let room_id = OwnedRoomId::try_from("!room:localhost").expect("room ID");
     let mut index = SyncIndex::new(2, 0);
     index.user(&store, &user).expect("loads");
+    let event_id: std::sync::Arc<str> = std::sync::Arc::from("$event");
     let mut pos = 0;
     c.bench_function("sync_index/apply_announcement", |b| {
         b.iter(|| {
@@ -259,6 +260,8 @@ fn sync_index(c: &mut Criterion) {
                 source: 1,
                 room_id: room_id.clone(),
                 pos,
+                prev_pos: pos - 1,
+                event_id: event_id.clone(),
                 users: std::sync::Arc::new(vec![user.clone()]),
                 membership: None,
             };

@@ -432,16 +432,20 @@ pub(super) fn add_announcements(
                 None => targets.push((owner, Arc::new(vec![user.clone()]))),
             }
         }
+        let event_id: Arc<str> = Arc::from(pdu.event_id.as_str());
         for (target, users) in targets {
             let note = RoomNotification {
                 source: shard.id,
                 room_id: room.room_id.clone(),
                 pos: pdu.pos,
+                prev_pos: room.announced_pos,
+                event_id: event_id.clone(),
                 users,
                 membership: membership.clone(),
             };
             notes.push((target, note));
         }
+        room.announced_pos = pdu.pos;
     }
 
     // Redacted events change in the store, so every shard drops its cached

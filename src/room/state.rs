@@ -60,6 +60,9 @@ pub struct Room {
     pub state_group_chain: u32,
     pub depth: u64,
     pub last_pos: u64,
+    /// Position of the newest event announced to the users' shards, which
+    /// the next announcement names as its predecessor.
+    pub announced_pos: u64,
     /// Sends whose event is built but not yet durable, so a retry with the
     /// same transaction ID waits for it instead of creating a second event.
     pub pending_txns: HashMap<TxnKey, (OwnedEventId, Rc<Notify>)>,
@@ -96,6 +99,7 @@ impl Room {
             state_group_chain: 0,
             depth: 0,
             last_pos: 0,
+            announced_pos: 0,
             pending_txns: HashMap::new(),
             upgrading: false,
         }
@@ -120,6 +124,7 @@ impl Room {
         let mut room = Self::new(room_id.clone(), version, rules, creator, record.created_ts);
         room.depth = record.depth;
         room.last_pos = record.last_pos;
+        room.announced_pos = record.last_pos;
         room.forward_extremities = record
             .forward_extremities
             .iter()

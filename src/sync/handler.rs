@@ -5,7 +5,7 @@
 //! shard's frontier when the response is built. With nothing new and a
 //! `timeout`, the request waits for the next announcement to the user.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use ruma::OwnedRoomId;
 use serde_json::{Value, json};
@@ -24,6 +24,7 @@ use crate::{
     room::{
         client_format::{self, ClientEvent, Viewer},
         history::Visibility,
+        signature::{self, NewSignatures},
     },
     shard::{Shard, now_millis},
     store::{EventRecord, Map, keys},
@@ -198,9 +199,20 @@ fn build_response(
 }
 
 /// Returns the event in the filter's `event_format`.
-fn render(sync_filter: &SyncFilter, event: ClientEvent) -> SyncEvent {
+fn render(shard: &Shard, sync_filter: &SyncFilter, event: ClientEvent) -> SyncEvent {
     match sync_filter.event_format {
-        Some(EventFormat::Federation) => SyncEvent::Federation(event.event),
+        Some(EventFormat::Federation) => {
+            let cached = &event.event;
+            let mut new = NewSignatures::default();
+            let pdu =
+                signature::wire_event(shard, &cached.event_id, cached.record.clone(), &mut new)
+                    .unwrap_or_else(|error| {
+                        tracing::warn!(event_id = cached.event_id, ?error, "cannot sign event");
+                        cached.record.pdu.clone()
+                    });
+            new.persist(shard);
+            SyncEvent::Federation(pdu)
+        }
         _ => SyncEvent::Client(event),
     }
 }
@@ -342,24 +354,44 @@ fn read_timeline(
     let limit = usize::try_from(limit).unwrap_or(1000);
     let room_id = section.room_id.as_str();
 
-    // Read one more row than the limit to learn whether the timeline is limited.
-    let rows = shard.store.scan_range(
-        Map::Timeline,
-        &keys::timeline(room_id, section.lower.saturating_add(1)),
-        &keys::timeline(room_id, section.upper.saturating_add(1)),
-        true,
-        limit + 1,
-    )?;
+    // Read one more row than the limit to learn whether the timeline is
+    // limited. A user joined throughout the window was sent every event of
+    // it, so the room's tail on this shard holds them when it reaches back
+    // far enough.
+    let cached = if section.visibility.is_none() {
+        shard
+            .sync
+            .borrow()
+            .tail_window(section.room_id, section.lower, section.upper, limit + 1)
+    } else {
+        None
+    };
+    let rows = match cached {
+        Some(rows) => rows,
+        None => shard
+            .store
+            .scan_range(
+                Map::Timeline,
+                &keys::timeline(room_id, section.lower.saturating_add(1)),
+                &keys::timeline(room_id, section.upper.saturating_add(1)),
+                true,
+                limit + 1,
+            )?
+            .into_iter()
+            .map(|(key, id)| {
+                let id: Arc<str> = Arc::from(String::from_utf8_lossy(&id).as_ref());
+                (keys::timeline_pos(&key), id)
+            })
+            .collect(),
+    };
     let limited = rows.len() > limit;
 
     let now = now_millis();
     let mut events = Vec::new();
     let mut state_keys = Vec::new();
     let mut first_pos = section.upper.saturating_add(1);
-    for (key, event_id) in rows.into_iter().take(limit).rev() {
-        let pos = keys::timeline_pos(&key);
+    for (pos, event_id) in rows.into_iter().take(limit).rev() {
         first_pos = first_pos.min(pos);
-        let event_id = String::from_utf8_lossy(&event_id);
         let Some(event) = client_format::load(shard, &event_id, Some(viewer), now) else {
             continue;
         };
@@ -378,7 +410,7 @@ fn read_timeline(
         ) {
             state_keys.push((kind.to_owned(), state_key.to_owned()));
         }
-        events.push(render(sync_filter, event));
+        events.push(render(shard, sync_filter, event));
     }
     Ok(Timeline {
         events,
@@ -423,7 +455,7 @@ fn state_events(
             && pos <= upper
             && sync_filter.room.state.matches(&event.event.client)
         {
-            events.push(render(sync_filter, event));
+            events.push(render(shard, sync_filter, event));
         }
     }
     Ok(events)

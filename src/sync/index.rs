@@ -9,9 +9,10 @@
 use std::{collections::HashMap, sync::Arc};
 
 use eltrix_shards::ShardId;
-use ruma::{OwnedRoomId, OwnedUserId};
+use ruma::{OwnedRoomId, OwnedUserId, RoomId};
 use tokio::sync::oneshot;
 
+use super::tail::RoomTail;
 use crate::store::{Map, MembershipRecord, Store, StoreError, keys};
 
 /// An event announced by the shard that owns its room.
@@ -20,6 +21,9 @@ pub struct RoomNotification {
     pub source: ShardId,
     pub room_id: OwnedRoomId,
     pub pos: u64,
+    /// Position of the room's event announced before this one.
+    pub prev_pos: u64,
+    pub event_id: Arc<str>,
     /// Local users on the receiving shard who should see it.
     pub users: Arc<Vec<OwnedUserId>>,
     /// A membership change carried by the event: `(user, membership)`.
@@ -49,6 +53,8 @@ pub struct UserIndex {
 pub struct SyncIndex {
     pub frontier: Vec<u64>,
     users: HashMap<OwnedUserId, UserIndex>,
+    /// The newest events of each room announced to this shard.
+    tails: HashMap<OwnedRoomId, RoomTail>,
 }
 
 impl SyncIndex {
@@ -59,6 +65,7 @@ impl SyncIndex {
         Self {
             frontier: vec![boot_pos; nr_shards],
             users: HashMap::new(),
+            tails: HashMap::new(),
         }
     }
 
@@ -66,6 +73,13 @@ impl SyncIndex {
     pub fn apply(&mut self, note: &RoomNotification) {
         if let Some(frontier) = self.frontier.get_mut(note.source) {
             *frontier = (*frontier).max(note.pos);
+        }
+        match self.tails.get_mut(&note.room_id) {
+            Some(tail) => tail.push(note.prev_pos, note.pos, note.event_id.clone()),
+            None => {
+                let tail = RoomTail::starting_at(note.prev_pos, note.pos, note.event_id.clone());
+                self.tails.insert(note.room_id.clone(), tail);
+            }
         }
         for user_id in note.users.iter() {
             let Some(user) = self.users.get_mut(user_id) else {
@@ -118,6 +132,26 @@ impl SyncIndex {
             user.waiters.push(sender);
         }
         receiver
+    }
+
+    /// The room's events with positions in `(lower, upper]`, newest first
+    /// and at most `count`, when its tail reaches back to `lower`. Only valid
+    /// when every event of the room up to `upper` was announced to this
+    /// shard, as for a room that one of its users was joined to throughout.
+    #[must_use]
+    pub fn tail_window(
+        &self,
+        room_id: &RoomId,
+        lower: u64,
+        upper: u64,
+        count: usize,
+    ) -> Option<Vec<(u64, Arc<str>)>> {
+        self.tails.get(room_id)?.window(lower, upper, count)
+    }
+
+    /// Forgets the room's tail, after some of its events were deleted.
+    pub fn drop_tail(&mut self, room_id: &RoomId) {
+        self.tails.remove(room_id);
     }
 
     /// Removes a forgotten room from the user's index.

@@ -7,6 +7,7 @@ pub mod handler;
 mod index;
 mod response;
 mod summary;
+mod tail;
 pub mod token;
 
 pub use filter_cache::FilterCache;

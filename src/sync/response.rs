@@ -1,12 +1,12 @@
 //! The shape of a `/sync` response, serialized straight from the shard's
 //! cached events.
 
-use std::{collections::BTreeMap, rc::Rc};
+use std::collections::BTreeMap;
 
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 
-use crate::room::{client_format::ClientEvent, event_cache::CachedEvent};
+use crate::room::client_format::ClientEvent;
 
 /// A sync response. Presence, account data, to-device messages and device
 /// lists are always empty because the server does not produce them yet.
@@ -98,15 +98,15 @@ pub struct TimelineOut {
 #[derive(Debug)]
 pub enum SyncEvent {
     Client(ClientEvent),
-    /// The PDU as other servers see it.
-    Federation(Rc<CachedEvent>),
+    /// The PDU as other servers see it, signed.
+    Federation(Value),
 }
 
 impl Serialize for SyncEvent {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
             Self::Client(event) => event.serialize(serializer),
-            Self::Federation(event) => event.record.pdu.serialize(serializer),
+            Self::Federation(pdu) => pdu.serialize(serializer),
         }
     }
 }

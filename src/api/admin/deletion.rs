@@ -21,6 +21,8 @@ pub struct Deletion {
     current: WriteBatch,
     ops_in_current: usize,
     event_ids: Vec<String>,
+    /// Rooms that lose events, whose timeline tails every shard drops.
+    rooms: std::collections::BTreeSet<String>,
 }
 
 impl Deletion {
@@ -42,6 +44,9 @@ impl Deletion {
         self.delete(Map::EventStates, event_id.as_bytes().to_vec());
         self.delete(Map::EventSignatures, event_id.as_bytes().to_vec());
         self.event_ids.push(event_id.to_owned());
+        if !self.rooms.contains(room_id) {
+            self.rooms.insert(room_id.to_owned());
+        }
     }
 
     /// Returns the number of events queued for removal.
@@ -79,23 +84,39 @@ impl Deletion {
             shard.committer.commit(sweep).await?;
         }
         let count = self.event_ids.len();
-        evict_events(shard, self.event_ids).await;
+        evict_events(shard, self.event_ids, self.rooms).await;
         Ok(count)
     }
 }
 
-/// Drops `event_ids` from the event cache of every shard.
-async fn evict_events(shard: &Rc<Shard>, event_ids: Vec<String>) {
+/// Drops `event_ids` from the event cache of every shard, and the
+/// timeline tails of `rooms`.
+async fn evict_events(
+    shard: &Rc<Shard>,
+    event_ids: Vec<String>,
+    rooms: std::collections::BTreeSet<String>,
+) {
     if event_ids.is_empty() {
         return;
     }
     let event_ids = std::sync::Arc::new(event_ids);
+    let rooms: std::sync::Arc<Vec<ruma::OwnedRoomId>> = std::sync::Arc::new(
+        rooms
+            .iter()
+            .filter_map(|room_id| ruma::OwnedRoomId::try_from(room_id.as_str()).ok())
+            .collect(),
+    );
     for target in 0..shard.nr_shards() {
         let event_ids = event_ids.clone();
+        let rooms = rooms.clone();
         let evicted = shard
             .on_shard(target, move |shard| async move {
                 for event_id in event_ids.iter() {
                     shard.events.evict(event_id);
+                }
+                let mut index = shard.sync.borrow_mut();
+                for room_id in rooms.iter() {
+                    index.drop_tail(room_id);
                 }
             })
             .await;
