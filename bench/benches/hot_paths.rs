@@ -172,6 +172,18 @@ fn building_and_auth(c: &mut Criterion) {
             )
         });
     });
+    group.bench_function("build_message_unsigned", |b| {
+        b.iter(|| {
+            builder::build_unsigned(
+                &room,
+                black_box(&draft),
+                ORIGIN,
+                &key,
+                100,
+                1_700_000_000_000,
+            )
+        });
+    });
     group.bench_function("auth_check_message", |b| {
         b.iter(|| auth::check(&room, black_box(&message)))
     });

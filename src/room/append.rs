@@ -70,9 +70,11 @@ pub fn send_to_other_servers(shard: &Rc<Shard>, room: &mut Room, pdus: &[Arc<Pdu
         match signed.map(|()| serde_json::to_value(object)) {
             Ok(Ok(value)) => events.push(value),
             Ok(Err(error)) => {
-                tracing::error!(event_id = %pdu.event_id, %error, "cannot send event")
+                tracing::error!(event_id = %pdu.event_id, %error, "failed to prepare event for other servers")
             }
-            Err(error) => tracing::error!(event_id = %pdu.event_id, ?error, "cannot send event"),
+            Err(error) => {
+                tracing::error!(event_id = %pdu.event_id, ?error, "failed to prepare event for other servers")
+            }
         }
     }
     new.persist(shard);
@@ -156,7 +158,7 @@ pub fn check(shard: &Shard, room: &Room, draft: &EventDraft) -> ApiResult<()> {
     build_one(shard, room, draft, names_authoriser(draft)).map(|_| ())
 }
 
-/// Whether `draft` is a join that names an authoriser, which the
+/// Returns whether `draft` is a join that names an authoriser, which the
 /// authorization rules require this server to sign.
 fn names_authoriser(draft: &EventDraft) -> bool {
     draft

@@ -207,7 +207,11 @@ fn render(shard: &Shard, sync_filter: &SyncFilter, event: ClientEvent) -> SyncEv
             let pdu =
                 signature::wire_event(shard, &cached.event_id, cached.record.clone(), &mut new)
                     .unwrap_or_else(|error| {
-                        tracing::warn!(event_id = cached.event_id, ?error, "cannot sign event");
+                        tracing::warn!(
+                            event_id = cached.event_id,
+                            ?error,
+                            "failed to sign event; sending it unsigned"
+                        );
                         cached.record.pdu.clone()
                     });
             new.persist(shard);
@@ -356,7 +360,7 @@ fn read_timeline(
 
     // Read one more row than the limit to learn whether the timeline is
     // limited. A user joined throughout the window was sent every event of
-    // it, so the room's tail on this shard holds them when it reaches back
+    // it, so the room's tail on this shard contains them when it reaches back
     // far enough.
     let cached = if section.visibility.is_none() {
         shard

@@ -134,7 +134,7 @@ impl SyncIndex {
         receiver
     }
 
-    /// The room's events with positions in `(lower, upper]`, newest first
+    /// Returns the room's events with positions in `(lower, upper]`, newest first
     /// and at most `count`, when its tail reaches back to `lower`. Only valid
     /// when every event of the room up to `upper` was announced to this
     /// shard, as for a room that one of its users was joined to throughout.

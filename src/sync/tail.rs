@@ -4,13 +4,14 @@
 //!
 //! Each announcement carries the position of the room's previous event. A
 //! tail only grows when that position is its newest entry, so its entries
-//! are every event of the room after `base`, without gaps; any other
+//! are every event of the room after `base`, without gaps. Any other
 //! announcement starts the tail again from that event.
 
 use std::{collections::VecDeque, sync::Arc};
 
-/// Events kept per room: enough for the default timeline limit of 10 plus
-/// the one more that tells whether the timeline is limited.
+/// Maximum events kept per room: the default timeline limit of 10, plus the
+/// one more row that shows whether the timeline is limited, with room to
+/// spare.
 pub const TAIL_LEN: usize = 16;
 
 /// The newest events of one room.
@@ -56,7 +57,7 @@ impl RoomTail {
         self.events.push_back((pos, event_id));
     }
 
-    /// The newest `count` events with positions in `(lower, upper]`,
+    /// Returns the newest `count` events with positions in `(lower, upper]`,
     /// newest first, or `None` when the tail does not reach back to
     /// `lower`.
     ///
@@ -110,7 +111,7 @@ mod tests {
     }
 
     #[test]
-    fn a_gap_restarts_the_tail() {
+    fn tail_restarts_after_a_gap() {
         let mut tail = RoomTail::starting_at(3, 5, id(5));
         // The event at 7 was not announced here.
         tail.push(7, 9, id(9));
@@ -119,7 +120,7 @@ mod tests {
     }
 
     #[test]
-    fn a_repeated_announcement_is_ignored() {
+    fn tail_ignores_a_repeat() {
         let mut tail = RoomTail::starting_at(3, 5, id(5));
         tail.push(5, 8, id(8));
         tail.push(5, 8, id(8));
@@ -127,7 +128,7 @@ mod tests {
     }
 
     #[test]
-    fn the_oldest_event_leaves_when_full() {
+    fn tail_drops_oldest_when_full() {
         let mut tail = RoomTail::starting_at(0, 1, id(1));
         for pos in 2..=(TAIL_LEN as u64 + 1) {
             tail.push(pos - 1, pos, id(pos));
