@@ -49,6 +49,11 @@ pub struct UserIndex {
     waiters: Vec<oneshot::Sender<()>>,
 }
 
+/// Maximum rooms with a timeline tail per shard. By estimate a tail of 16
+/// event IDs and positions takes about 1.5 KiB, so the tails of a shard
+/// stay under about 48 MiB.
+pub const MAX_TAILS: usize = 32_768;
+
 /// The index of every loaded local user on this shard.
 pub struct SyncIndex {
     pub frontier: Vec<u64>,
@@ -77,6 +82,13 @@ impl SyncIndex {
         match self.tails.get_mut(&note.room_id) {
             Some(tail) => tail.push(note.prev_pos, note.pos, note.event_id.clone()),
             None => {
+                if self.tails.len() >= MAX_TAILS {
+                    // Any tail may go: a room without one reads the store.
+                    let evicted = self.tails.keys().next().cloned();
+                    if let Some(room_id) = evicted {
+                        self.tails.remove(&room_id);
+                    }
+                }
                 let tail = RoomTail::starting_at(note.prev_pos, note.pos, note.event_id.clone());
                 self.tails.insert(note.room_id.clone(), tail);
             }
@@ -210,4 +222,50 @@ fn load_user(
         index.rooms.insert(room_id, room);
     }
     Ok(index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn note(room: usize, pos: u64) -> RoomNotification {
+        RoomNotification {
+            source: 0,
+            room_id: OwnedRoomId::try_from(format!("!r{room}:x")).unwrap(),
+            pos,
+            prev_pos: 0,
+            event_id: Arc::from(format!("$e{pos}")),
+            users: Arc::new(Vec::new()),
+            membership: None,
+        }
+    }
+
+    #[test]
+    fn tails_are_bounded() {
+        let mut index = SyncIndex::new(1, 0);
+        for room in 0..MAX_TAILS + 10 {
+            index.apply(&note(room, room as u64 + 1));
+        }
+        assert_eq!(index.tails.len(), MAX_TAILS);
+        let newest = note(MAX_TAILS + 9, MAX_TAILS as u64 + 10);
+        let window = index.tail_window(&newest.room_id, 0, u64::MAX, 10);
+        assert_eq!(window.map(|events| events.len()), Some(1));
+    }
+
+    #[test]
+    fn tail_follows_announcements() {
+        let mut index = SyncIndex::new(1, 0);
+        let first = note(1, 5);
+        index.apply(&first);
+        let second = RoomNotification {
+            prev_pos: 5,
+            ..note(1, 9)
+        };
+        index.apply(&second);
+        let window = index.tail_window(&first.room_id, 0, 9, 10).unwrap();
+        let positions: Vec<u64> = window.iter().map(|(pos, _)| *pos).collect();
+        assert_eq!(positions, vec![9, 5]);
+        index.drop_tail(&first.room_id);
+        assert!(index.tail_window(&first.room_id, 0, 9, 10).is_none());
+    }
 }
