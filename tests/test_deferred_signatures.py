@@ -500,6 +500,23 @@ def test_redaction_keeps_stored_signature(eltrix, synapse, room_version):
     assert_signed_by(eltrix.server_name, redact(after, room_version), room_version, keys)
 
 
+def test_redacted_event_served_redacted(eltrix, synapse, room_version):
+    """Federation and the federation format of /sync serve a redacted event
+    without its original content, still signed."""
+    history = LocalHistory(eltrix, room_version)
+    join_as_synapse_server(eltrix, synapse, history.room_id, room_version)
+    keys = published_keys(eltrix.federation_url)
+
+    pdu = federation_event(eltrix, synapse, history.redacted_id)
+    assert pdu["content"] == {}, f"/event served redacted content: {pdu['content']}"
+    assert_signed_by(eltrix.server_name, pdu, room_version, keys)
+
+    synced = by_event_id(federation_format_sync(history.bob, history.room_id), room_version)
+    assert synced[history.redacted_id]["content"] == {}, (
+        "the federation format of /sync served redacted content"
+    )
+
+
 def race_join_with_sends(eltrix: Homeserver, peer: FakePeer) -> dict[str, dict]:
     """Join a user of `peer` to a new local-only room while its creator sends
     messages, and return the room's PDUs that reached the peer, by event ID,

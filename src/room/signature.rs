@@ -9,7 +9,7 @@
 //! result equals signing at build time, before or after a redaction.
 
 use ruma::{
-    CanonicalJsonObject, CanonicalJsonValue, RoomVersionId, UserId,
+    CanonicalJsonObject, CanonicalJsonValue, RoomVersionId, UserId, canonical_json::redact,
     room_version_rules::RedactionRules, signatures::sign_event,
 };
 use serde_json::Value;
@@ -155,12 +155,12 @@ pub fn load_wire_event(
     wire_event(shard, event_id, record, new).map(Some)
 }
 
-/// Turns a stored record into the federation format, with this server's
-/// signature completed.
+/// Turns a stored record into the federation format: redacted when a
+/// redaction applies, with this server's signature completed.
 ///
 /// # Errors
 ///
-/// `M_UNKNOWN` for a record that cannot be read or signed.
+/// `M_UNKNOWN` for a record that cannot be read, redacted or signed.
 pub fn wire_event(
     shard: &Shard,
     event_id: &str,
@@ -169,9 +169,16 @@ pub fn wire_event(
 ) -> ApiResult<Value> {
     let mut object: CanonicalJsonObject = serde_json::from_value(record.pdu)
         .map_err(|e| MatrixError::internal(format!("Stored event {event_id} is malformed: {e}")))?;
-    if !is_signed_by(&object, &shard.config.server_name) {
+    let redacted = record.redacted_by.is_some();
+    if redacted || !is_signed_by(&object, &shard.config.server_name) {
         let rules = record_rules(shard, &record.room_id, record.room_version.as_deref())?;
         complete(shard, event_id, &mut object, &rules, new)?;
+        if redacted {
+            // The signature covers the redacted form, so it stays valid.
+            object = redact(object, &rules, None).map_err(|e| {
+                MatrixError::internal(format!("Cannot redact stored event {event_id}: {e}"))
+            })?;
+        }
     }
     serde_json::to_value(object).map_err(|e| MatrixError::internal(e.to_string()))
 }
