@@ -482,6 +482,58 @@ def test_get_missing_events_signs_every_event(eltrix, synapse, room_version):
         assert_signed_by(eltrix.server_name, pdu, room_version, keys)
 
 
+def test_state_endpoint_matches_state_ids(eltrix, synapse, room_version):
+    """GET /state serves, as signed PDUs, the events that /state_ids names."""
+    history = LocalHistory(eltrix, room_version)
+    join_as_synapse_server(eltrix, synapse, history.room_id, room_version)
+    keys = published_keys(eltrix.federation_url)
+    query = f"{q(history.room_id)}?event_id={q(history.last_id)}"
+
+    ids = expect_ok(
+        signed_request(eltrix, synapse, "GET", f"{FEDERATION}/v1/state_ids/{query}")
+    )
+    full = expect_ok(
+        signed_request(eltrix, synapse, "GET", f"{FEDERATION}/v1/state/{query}")
+    )
+
+    state = by_event_id(full["pdus"], room_version)
+    chain = by_event_id(full["auth_chain"], room_version)
+    assert set(state) == set(ids["pdu_ids"])
+    assert set(chain) == set(ids["auth_chain_ids"])
+    keys_in_state = {(pdu["type"], pdu["state_key"]) for pdu in state.values()}
+    assert ("m.room.topic", "") in keys_in_state
+    for pdu in full["pdus"] + full["auth_chain"]:
+        assert_signed_by(eltrix.server_name, pdu, room_version, keys)
+
+
+def test_event_auth_serves_auth_chain(eltrix, synapse, room_version):
+    """GET /event_auth serves every event reachable through auth_events."""
+    history = LocalHistory(eltrix, room_version)
+    join_as_synapse_server(eltrix, synapse, history.room_id, room_version)
+    keys = published_keys(eltrix.federation_url)
+
+    uri = f"{FEDERATION}/v1/event_auth/{q(history.room_id)}/{q(history.last_id)}"
+    response = expect_ok(signed_request(eltrix, synapse, "GET", uri))
+    chain = by_event_id(response["auth_chain"], room_version)
+
+    expected: set[str] = set()
+    pending = list(federation_event(eltrix, synapse, history.last_id)["auth_events"])
+    while pending:
+        event_id = pending.pop()
+        if event_id not in expected:
+            expected.add(event_id)
+            pending.extend(federation_event(eltrix, synapse, event_id)["auth_events"])
+    assert set(chain) == expected
+    assert history.last_id not in chain
+    for pdu in chain.values():
+        assert_signed_by(eltrix.server_name, pdu, room_version, keys)
+
+    other = f"{FEDERATION}/v1/event_auth/{q(history.room_id)}/{q('$unknown')}"
+    response = signed_request(eltrix, synapse, "GET", other)
+    assert response.status_code == 404, response.text
+    assert response.json()["errcode"] == "M_NOT_FOUND"
+
+
 def test_redaction_keeps_stored_signature(eltrix, synapse, room_version):
     """A signature stored before a redaction still verifies after it, because
     signatures cover the redacted form."""
@@ -718,6 +770,32 @@ def test_synapse_backfills_local_history(eltrix, synapse, room_version):
     bodies = [event["content"].get("body") for event in chunk]
     assert "first message" in bodies
     assert "from bob" in bodies
+
+
+def test_synapse_backfills_long_history(eltrix, synapse):
+    """Synapse fills a gap of more than one backfill page, which makes it
+    ask for the full state at an earlier event."""
+    history = LocalHistory(eltrix, "12")
+    sent = [history.alice.send_message(history.room_id, f"old {i}") for i in range(150)]
+    user = SynapseUser(synapse)
+    user.join(history.room_id, eltrix.server_name)
+
+    def paged() -> list[str] | None:
+        ids: list[str] = []
+        token = None
+        for _ in range(5):
+            path = f"rooms/{q(history.room_id)}/messages?dir=b&limit=100"
+            if token:
+                path += f"&from={q(token)}"
+            page = expect_ok(user.request("GET", path))
+            ids += [event["event_id"] for event in page["chunk"]]
+            token = page.get("end")
+            if not token:
+                break
+        return ids if set(sent) <= set(ids) else None
+
+    ids = wait_for(paged, "150 older messages on Synapse")
+    assert set(sent) <= set(ids)
 
 
 def test_synapse_rejoin_fetches_missed_messages(eltrix, synapse, room_version):

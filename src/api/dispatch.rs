@@ -270,6 +270,8 @@ fn owner_of(shard: &Shard, route: &Route, auth: Option<&Auth>) -> ShardId {
             | FederationRoute::SendJoin(room_id, _)
             | FederationRoute::MissingEvents(room_id)
             | FederationRoute::StateIds(room_id)
+            | FederationRoute::State(room_id)
+            | FederationRoute::EventAuth(room_id, _)
             | FederationRoute::Backfill(room_id),
         ) => shard.owner(room_id),
         _ => shard.id,

@@ -61,6 +61,10 @@ pub enum FederationRoute {
     MissingEvents(String),
     /// `GET /_matrix/federation/v1/state_ids/{roomId}`.
     StateIds(String),
+    /// `GET /_matrix/federation/v1/state/{roomId}`.
+    State(String),
+    /// `GET /_matrix/federation/v1/event_auth/{roomId}/{eventId}`.
+    EventAuth(String, String),
     /// `GET /_matrix/federation/v1/backfill/{roomId}`.
     Backfill(String),
 }
@@ -82,6 +86,8 @@ impl FederationRoute {
             Self::Event(_) => "/_matrix/federation/v1/event/{eventId}",
             Self::MissingEvents(_) => "/_matrix/federation/v1/get_missing_events/{roomId}",
             Self::StateIds(_) => "/_matrix/federation/v1/state_ids/{roomId}",
+            Self::State(_) => "/_matrix/federation/v1/state/{roomId}",
+            Self::EventAuth(..) => "/_matrix/federation/v1/event_auth/{roomId}/{eventId}",
             Self::Backfill(_) => "/_matrix/federation/v1/backfill/{roomId}",
         }
     }
@@ -311,6 +317,11 @@ fn federation_route(version: &str, parts: &[&str]) -> Resolved {
             &["POST"][..],
         ),
         ("v1", ["state_ids", room]) => (Some(FederationRoute::StateIds(owned(room))), &["GET"][..]),
+        ("v1", ["state", room]) => (Some(FederationRoute::State(owned(room))), &["GET"][..]),
+        ("v1", ["event_auth", room, event]) => (
+            Some(FederationRoute::EventAuth(owned(room), owned(event))),
+            &["GET"][..],
+        ),
         ("v1", ["backfill", room]) => (Some(FederationRoute::Backfill(owned(room))), &["GET"][..]),
         _ => (None, &[][..]),
     };

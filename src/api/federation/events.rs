@@ -9,7 +9,10 @@ use std::{collections::HashSet, rc::Rc};
 use ruma::OwnedRoomId;
 use serde_json::{Value, json};
 
-use super::{acl, membership::wire_events};
+use super::{
+    acl,
+    membership::{auth_chain, wire_events},
+};
 use crate::{
     api::{
         error::{ApiResult, MatrixError},
@@ -154,9 +157,48 @@ pub fn missing_events(shard: &Shard, request: &ApiRequest, room_id: &str) -> Api
     Ok(json!({ "events": wire_events(shard, &found)? }))
 }
 
-/// `GET /_matrix/federation/v1/state_ids/{roomId}?event_id=`: the state
-/// before the event, and its auth chain.
+/// `GET /_matrix/federation/v1/state_ids/{roomId}?event_id=`: the IDs of
+/// the state before an event and of its auth chain.
 pub fn state_ids(shard: &Shard, request: &ApiRequest, room_id: &str) -> ApiResult<Value> {
+    let (pdu_ids, chain) = state_before(shard, request, room_id)?;
+    Ok(json!({ "pdu_ids": pdu_ids, "auth_chain_ids": chain }))
+}
+
+/// `GET /_matrix/federation/v1/state/{roomId}?event_id=`: the state before
+/// an event and its auth chain, as full PDUs.
+pub fn state(shard: &Shard, request: &ApiRequest, room_id: &str) -> ApiResult<Value> {
+    let (pdu_ids, chain) = state_before(shard, request, room_id)?;
+    Ok(json!({
+        "pdus": wire_events(shard, &pdu_ids)?,
+        "auth_chain": wire_events(shard, &chain)?,
+    }))
+}
+
+/// `GET /_matrix/federation/v1/event_auth/{roomId}/{eventId}`: every event
+/// in the auth chain of an event.
+pub fn event_auth(
+    shard: &Shard,
+    request: &ApiRequest,
+    room_id: &str,
+    event_id: &str,
+) -> ApiResult<Value> {
+    let room_id = parse_room(room_id)?;
+    let room = shard.room(&room_id)?;
+    check_server_may_read(&room.borrow(), origin(request)?)?;
+    load_pdu(&shard.store, event_id)?
+        .filter(|pdu| pdu.room_id == room_id)
+        .ok_or_else(|| MatrixError::not_found("Unknown event"))?;
+    let chain = auth_chain(shard, &[event_id.to_owned()])?;
+    Ok(json!({ "auth_chain": wire_events(shard, &chain)? }))
+}
+
+/// The IDs of the state before the event named by the `event_id`
+/// parameter, and of that state's auth chain.
+fn state_before(
+    shard: &Shard,
+    request: &ApiRequest,
+    room_id: &str,
+) -> ApiResult<(Vec<String>, Vec<String>)> {
     let room_id = parse_room(room_id)?;
     let room = shard.room(&room_id)?;
     check_server_may_read(&room.borrow(), origin(request)?)?;
@@ -181,22 +223,8 @@ pub fn state_ids(shard: &Shard, request: &ApiRequest, room_id: &str) -> ApiResul
     .ok_or_else(|| MatrixError::not_found("The state at the event is not stored"))?;
 
     let pdu_ids: Vec<String> = state.into_values().collect();
-    let mut seen: HashSet<String> = pdu_ids.iter().cloned().collect();
-    let mut queue = pdu_ids.clone();
-    let mut chain = Vec::new();
-    while let Some(id) = queue.pop() {
-        let Some(event) = load_pdu(&shard.store, &id)? else {
-            continue;
-        };
-        for auth in event.auth_events {
-            let auth = auth.to_string();
-            if seen.insert(auth.clone()) {
-                chain.push(auth.clone());
-                queue.push(auth);
-            }
-        }
-    }
-    Ok(json!({ "pdu_ids": pdu_ids, "auth_chain_ids": chain }))
+    let chain = auth_chain(shard, &pdu_ids)?;
+    Ok((pdu_ids, chain))
 }
 
 /// `GET /_matrix/federation/v1/backfill/{roomId}?v=&limit=`: the events

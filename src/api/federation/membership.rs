@@ -198,7 +198,7 @@ pub async fn send_join(
 
 /// Returns the IDs of every event reachable from `starts` through
 /// `auth_events`, the starts excluded.
-fn auth_chain(shard: &Shard, starts: &[String]) -> ApiResult<Vec<String>> {
+pub(super) fn auth_chain(shard: &Shard, starts: &[String]) -> ApiResult<Vec<String>> {
     let mut seen: HashSet<String> = starts.iter().cloned().collect();
     let mut queue: Vec<String> = starts.to_vec();
     let mut chain = Vec::new();

@@ -107,6 +107,10 @@ pub async fn handle(
         FederationRoute::Event(event_id) => events::event(shard, request, event_id).await,
         FederationRoute::MissingEvents(room_id) => events::missing_events(shard, request, room_id),
         FederationRoute::StateIds(room_id) => events::state_ids(shard, request, room_id),
+        FederationRoute::State(room_id) => events::state(shard, request, room_id),
+        FederationRoute::EventAuth(room_id, event_id) => {
+            events::event_auth(shard, request, room_id, event_id)
+        }
         FederationRoute::Backfill(room_id) => events::backfill(shard, request, room_id),
     }
 }
