@@ -395,6 +395,26 @@ def test_filter_timeline_types(alice, bob, room):
     assert event_ids(joined_timeline(body, room)) == [ping]
 
 
+def test_timeline_limit_counts_matching_events(alice, bob, room):
+    """The limit applies to the events that pass the filter, not to the rows
+    read before filtering."""
+    messages = send_messages(bob, room, "counted", 3)
+    ping = bob.send_event(room, "org.example.ping", {"n": 2})
+    alice.initial_sync_until(shows_event(room, ping))
+    two_messages = {"room": {"timeline": {"types": ["m.room.message"], "limit": 2}}}
+    timeline = joined_room(alice.sync(filter=two_messages), room)["timeline"]
+    assert event_ids(timeline["events"]) == messages[-2:]
+    assert timeline["limited"] is True
+
+    since = alice.sync(filter=two_messages)["next_batch"]
+    later = send_messages(bob, room, "later", 2)
+    pings = [bob.send_event(room, "org.example.ping", {"n": n}) for n in range(5)]
+    alice.initial_sync_until(shows_event(room, pings[-1]))
+    timeline = joined_room(alice.sync(since=since, filter=two_messages), room)["timeline"]
+    assert event_ids(timeline["events"]) == later
+    assert timeline["limited"] is False
+
+
 def test_federation_event_format(alice, room):
     """The federation format carries the PDU's hashes and the origin's signatures."""
     last = alice.send_message(room, "signed")

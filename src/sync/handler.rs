@@ -34,6 +34,9 @@ use crate::{
 const MAX_TIMEOUT: Duration = Duration::from_secs(60);
 /// Timeline events per room when the filter sets no limit.
 const DEFAULT_TIMELINE_LIMIT: u64 = 10;
+/// Maximum timeline rows read per room and response, so that a filter
+/// matching few events does not read a whole long window.
+const MAX_TIMELINE_SCAN: usize = 2_000;
 
 /// `GET /_matrix/client/v3/sync`, serialized here because the response
 /// borrows this shard's cached events.
@@ -356,72 +359,97 @@ fn read_timeline(
         .unwrap_or(DEFAULT_TIMELINE_LIMIT)
         .clamp(1, 1000);
     let limit = usize::try_from(limit).unwrap_or(1000);
-    let room_id = section.room_id.as_str();
-
-    // Read one more row than the limit to learn whether the timeline is
-    // limited. A user joined throughout the window was sent every event of
-    // it, so the room's tail on this shard contains them when it reaches back
-    // far enough.
-    let cached = if section.visibility.is_none() {
-        shard
-            .sync
-            .borrow()
-            .tail_window(section.room_id, section.lower, section.upper, limit + 1)
-    } else {
-        None
-    };
-    let rows = match cached {
-        Some(rows) => rows,
-        None => shard
-            .store
-            .scan_range(
-                Map::Timeline,
-                &keys::timeline(room_id, section.lower.saturating_add(1)),
-                &keys::timeline(room_id, section.upper.saturating_add(1)),
-                true,
-                limit + 1,
-            )?
-            .into_iter()
-            .map(|(key, id)| {
-                let id: Arc<str> = Arc::from(String::from_utf8_lossy(&id).as_ref());
-                (keys::timeline_pos(&key), id)
-            })
-            .collect(),
-    };
-    let limited = rows.len() > limit;
-
+    // The filter and the history visibility can drop rows, so rows are read
+    // newest first in pages of one more than the limit, until the limit is
+    // reached, the window ends or MAX_TIMELINE_SCAN rows were read.
     let now = now_millis();
-    let mut events = Vec::new();
+    let mut kept = Vec::new();
     let mut state_keys = Vec::new();
     let mut first_pos = section.upper.saturating_add(1);
-    for (pos, event_id) in rows.into_iter().take(limit).rev() {
-        first_pos = first_pos.min(pos);
-        let Some(event) = client_format::load(shard, &event_id, Some(viewer), now) else {
-            continue;
-        };
-        let fields = &event.event.client;
-        if !timeline_filter.matches(fields)
-            || !section
-                .visibility
-                .as_ref()
-                .is_none_or(|visibility| visibility.can_see_event(pos, fields))
-        {
-            continue;
+    let mut scanned = 0;
+    let mut limited = false;
+    'pages: while first_pos > section.lower.saturating_add(1) {
+        let page = timeline_rows(shard, section, first_pos - 1, limit + 1)?;
+        let full_page = page.len() > limit;
+        for (pos, event_id) in page {
+            if kept.len() == limit || scanned == MAX_TIMELINE_SCAN {
+                limited = true;
+                break 'pages;
+            }
+            scanned += 1;
+            first_pos = pos;
+            let Some(event) = client_format::load(shard, &event_id, Some(viewer), now) else {
+                continue;
+            };
+            let fields = &event.event.client;
+            if !timeline_filter.matches(fields)
+                || !section
+                    .visibility
+                    .as_ref()
+                    .is_none_or(|visibility| visibility.can_see_event(pos, fields))
+            {
+                continue;
+            }
+            if let (Some(kind), Some(state_key)) = (
+                fields.get("type").and_then(Value::as_str),
+                fields.get("state_key").and_then(Value::as_str),
+            ) {
+                state_keys.push((kind.to_owned(), state_key.to_owned()));
+            }
+            kept.push(event);
         }
-        if let (Some(kind), Some(state_key)) = (
-            fields.get("type").and_then(Value::as_str),
-            fields.get("state_key").and_then(Value::as_str),
-        ) {
-            state_keys.push((kind.to_owned(), state_key.to_owned()));
+        if !full_page {
+            break;
         }
-        events.push(render(shard, sync_filter, event));
     }
+    state_keys.reverse();
+    let events = kept
+        .into_iter()
+        .rev()
+        .map(|event| render(shard, sync_filter, event))
+        .collect();
     Ok(Timeline {
         events,
         state_keys,
         limited,
         first_pos,
     })
+}
+
+/// Reads at most `count` timeline rows of the section's room with positions
+/// in `(lower, upper]`, newest first. A user joined throughout the window
+/// was sent every event of it, so the room's tail on this shard contains
+/// them when it reaches back far enough; otherwise the store is scanned.
+fn timeline_rows(
+    shard: &Shard,
+    section: &RoomSection<'_>,
+    upper: u64,
+    count: usize,
+) -> ApiResult<Vec<(u64, Arc<str>)>> {
+    if section.visibility.is_none()
+        && let Some(rows) =
+            shard
+                .sync
+                .borrow()
+                .tail_window(section.room_id, section.lower, upper, count)
+    {
+        return Ok(rows);
+    }
+    let room_id = section.room_id.as_str();
+    let rows = shard.store.scan_range(
+        Map::Timeline,
+        &keys::timeline(room_id, section.lower.saturating_add(1)),
+        &keys::timeline(room_id, upper.saturating_add(1)),
+        true,
+        count,
+    )?;
+    Ok(rows
+        .into_iter()
+        .map(|(key, id)| {
+            let id: Arc<str> = Arc::from(String::from_utf8_lossy(&id).as_ref());
+            (keys::timeline_pos(&key), id)
+        })
+        .collect())
 }
 
 /// Current state events whose position is in `(lower, before)` and not
