@@ -59,22 +59,13 @@ pub fn send_to_other_servers(shard: &Rc<Shard>, room: &mut Room, pdus: &[Arc<Pdu
     let mut new = NewSignatures::default();
     let mut events = Vec::with_capacity(pdus.len());
     for pdu in pdus {
-        let mut object = pdu.json.clone();
-        let signed = signature::complete(
-            shard,
-            pdu.event_id.as_str(),
-            &mut object,
-            &room.rules.redaction,
-            &mut new,
-        );
-        match signed.map(|()| serde_json::to_value(object)) {
-            Ok(Ok(value)) => events.push(value),
-            Ok(Err(error)) => {
-                tracing::error!(event_id = %pdu.event_id, %error, "failed to prepare event for other servers")
-            }
-            Err(error) => {
-                tracing::error!(event_id = %pdu.event_id, ?error, "failed to prepare event for other servers")
-            }
+        match signature::wire_pdu(shard, pdu, &room.rules.redaction, &mut new) {
+            Ok(value) => events.push(value),
+            Err(error) => tracing::error!(
+                event_id = %pdu.event_id,
+                ?error,
+                "failed to prepare event for other servers"
+            ),
         }
     }
     new.persist(shard);

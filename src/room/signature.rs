@@ -14,6 +14,7 @@ use ruma::{
 };
 use serde_json::Value;
 
+use super::Pdu;
 use crate::{
     api::error::{ApiResult, MatrixError},
     shard::Shard,
@@ -134,6 +135,23 @@ fn insert(
     Ok(())
 }
 
+/// Returns a PDU built on this shard in the federation format, with this
+/// server's signature completed.
+///
+/// # Errors
+///
+/// `M_UNKNOWN` when the PDU cannot be signed.
+pub fn wire_pdu(
+    shard: &Shard,
+    pdu: &Pdu,
+    rules: &RedactionRules,
+    new: &mut NewSignatures,
+) -> ApiResult<Value> {
+    let mut object = pdu.json.clone();
+    complete(shard, pdu.event_id.as_str(), &mut object, rules, new)?;
+    to_value(object)
+}
+
 /// Loads a stored event in the federation format, with this server's
 /// signature completed. `None` when the event is unknown.
 ///
@@ -180,6 +198,10 @@ pub fn wire_event(
             })?;
         }
     }
+    to_value(object)
+}
+
+fn to_value(object: CanonicalJsonObject) -> ApiResult<Value> {
     serde_json::to_value(object).map_err(|e| MatrixError::internal(e.to_string()))
 }
 

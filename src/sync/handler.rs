@@ -208,17 +208,21 @@ fn render(shard: &Shard, sync_filter: &SyncFilter, event: ClientEvent) -> SyncEv
             let cached = &event.event;
             let mut new = NewSignatures::default();
             let pdu =
-                signature::wire_event(shard, &cached.event_id, cached.record.clone(), &mut new)
-                    .unwrap_or_else(|error| {
-                        tracing::warn!(
-                            event_id = cached.event_id,
-                            ?error,
-                            "failed to sign event; sending it unsigned"
-                        );
-                        cached.record.pdu.clone()
-                    });
+                signature::wire_event(shard, &cached.event_id, cached.record.clone(), &mut new);
             new.persist(shard);
-            SyncEvent::Federation(pdu)
+            match pdu {
+                Ok(pdu) => SyncEvent::Federation(pdu),
+                // The stored PDU may be unredacted, so the client format,
+                // which is redacted for the viewer, goes out instead.
+                Err(error) => {
+                    tracing::warn!(
+                        event_id = cached.event_id,
+                        ?error,
+                        "failed to prepare event in the federation format; sending the client format"
+                    );
+                    SyncEvent::Client(event)
+                }
+            }
         }
         _ => SyncEvent::Client(event),
     }
@@ -363,7 +367,7 @@ fn read_timeline(
     // newest first in pages of one more than the limit, until the limit is
     // reached, the window ends or MAX_TIMELINE_SCAN rows were read.
     let now = now_millis();
-    let mut kept = Vec::new();
+    let mut matching = Vec::new();
     let mut state_keys = Vec::new();
     let mut first_pos = section.upper.saturating_add(1);
     let mut scanned = 0;
@@ -372,7 +376,7 @@ fn read_timeline(
         let page = timeline_rows(shard, section, first_pos - 1, limit + 1)?;
         let full_page = page.len() > limit;
         for (pos, event_id) in page {
-            if kept.len() == limit || scanned == MAX_TIMELINE_SCAN {
+            if matching.len() == limit || scanned == MAX_TIMELINE_SCAN {
                 limited = true;
                 break 'pages;
             }
@@ -396,14 +400,14 @@ fn read_timeline(
             ) {
                 state_keys.push((kind.to_owned(), state_key.to_owned()));
             }
-            kept.push(event);
+            matching.push(event);
         }
         if !full_page {
             break;
         }
     }
     state_keys.reverse();
-    let events = kept
+    let events = matching
         .into_iter()
         .rev()
         .map(|event| render(shard, sync_filter, event))
@@ -419,7 +423,7 @@ fn read_timeline(
 /// Reads at most `count` timeline rows of the section's room with positions
 /// in `(lower, upper]`, newest first. A user joined throughout the window
 /// was sent every event of it, so the room's tail on this shard contains
-/// them when it reaches back far enough; otherwise the store is scanned.
+/// them when it reaches back far enough. Otherwise the store is scanned.
 fn timeline_rows(
     shard: &Shard,
     section: &RoomSection<'_>,
