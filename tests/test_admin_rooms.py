@@ -7,9 +7,7 @@ import time
 import pytest
 
 from harness import (
-    Homeserver,
     assert_error,
-    default_binary,
     event_ids,
     expect_ok,
     message_bodies,
@@ -17,21 +15,15 @@ from harness import (
     shard_of,
     unique,
 )
-from test_admin import SECRET_ARGS, admin_path, list_all, register_with_secret
 
-
-@pytest.fixture(scope="module")
-def hs(tmp_path_factory):
-    """A two-shard server with shared-secret registration, replacing the default `hs` here."""
-    root = tmp_path_factory.mktemp("hs")
-    server = Homeserver(
-        binary=default_binary(),
-        data_dir=root / "data",
-        log_path=root / "eltrix.log",
-        extra_args=list(SECRET_ARGS),
-    ).start()
-    yield server
-    server.stop()
+# `hs` is the module-scoped server fixture with shared-secret registration.
+from test_admin import (  # noqa: F401
+    SECRET_ARGS,
+    admin_path,
+    hs,
+    list_all,
+    register_with_secret,
+)
 
 
 @pytest.fixture

@@ -38,7 +38,6 @@ from unpaddedbase64 import encode_base64
 from harness import (
     Account,
     Homeserver,
-    ServerFactory,
     event_ids,
     expect_ok,
     joined_room,
@@ -47,13 +46,16 @@ from harness import (
     tls_pair,
     unique,
 )
-from synapse_peer import SynapsePeer, synapse_peer
-from test_federation_bad_input import (
+from synapse_peer import SynapsePeer
+# `eltrix` and `synapse` are the module-scoped federation fixtures.
+from test_federation_bad_input import (  # noqa: F401
     FEDERATION,
     NO_BODY,
     authorization,
+    eltrix,
     send_federation,
     signed_request,
+    synapse,
 )
 from test_federation_rooms import SynapseUser, wait_for
 from test_server_keys import rotate
@@ -215,19 +217,6 @@ def by_event_id(pdus: list[dict], room_version: str) -> dict[str, dict]:
 
 # ---------------------------------------------------------------------------
 # Fixtures and rooms
-
-
-@pytest.fixture(scope="module")
-def eltrix(tmp_path_factory):
-    factory = ServerFactory(tmp_path_factory)
-    yield factory(federation=True)
-    factory.stop_all()
-
-
-@pytest.fixture(scope="module")
-def synapse(tmp_path_factory, eltrix):
-    with synapse_peer(tmp_path_factory, peer_server_names=[eltrix.server_name]) as peer:
-        yield peer
 
 
 @pytest.fixture(params=ROOM_VERSIONS)

@@ -442,8 +442,8 @@ def test_federation_event_format(alice, room):
 def test_incremental_window_after_a_burst(hs, burst):
     """One incremental sync over a burst returns its newest events, in order.
 
-    Bursts of up to 16 events are read from the room's tail in memory, longer
-    ones from the store; both give the same window and the same `limited`.
+    Bursts of up to 16 events are read from the room's tail in memory, and
+    longer ones from the store. Both give the same window and `limited`.
     """
     alice = hs.register_on_shard(f"burst{burst}-alice", 0)
     bob = hs.register_on_shard(f"burst{burst}-bob", 1)

@@ -23,14 +23,14 @@ import pytest
 
 from harness import (
     Account,
-    Homeserver,
-    default_binary,
     event_ids,
     expect_ok,
     joined_room,
     q,
 )
-from test_admin import SECRET_ARGS, admin_path, register_with_secret
+
+# `hs` is the module-scoped server fixture with shared-secret registration.
+from test_admin import admin_path, hs, register_with_secret  # noqa: F401
 
 # Timeline limits checked for every token: a single event, the default,
 # one less than the tail and more than the tail.
@@ -46,20 +46,6 @@ PAGE_BACK = 20
 # Seconds between the last event a purge deletes and the first one it keeps,
 # so that origin_server_ts separates them.
 PURGE_GAP = 0.05
-
-
-@pytest.fixture(scope="module")
-def hs(tmp_path_factory):
-    """A two-shard server with shared-secret registration for the admin tests."""
-    root = tmp_path_factory.mktemp("hs")
-    server = Homeserver(
-        binary=default_binary(),
-        data_dir=root / "data",
-        log_path=root / "eltrix.log",
-        extra_args=list(SECRET_ARGS),
-    ).start()
-    yield server
-    server.stop()
 
 
 def quiet_filter(room_ids: list[str], limit: int) -> dict:

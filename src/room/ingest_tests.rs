@@ -539,7 +539,7 @@ fn received_redaction_needs_same_server() {
 }
 
 #[test]
-fn events_built_before_a_remote_join_are_signed_when_they_leave() {
+fn local_only_events_signed_on_leaving() {
     run(async |version| {
         let fixture = Fixture::new(version).await;
         let create_id = fixture

@@ -192,7 +192,7 @@ pub fn event_auth(
     Ok(json!({ "auth_chain": wire_events(shard, &chain)? }))
 }
 
-/// The IDs of the state before the event named by the `event_id`
+/// Returns the IDs of the state before the event named by the `event_id`
 /// parameter, and of that state's auth chain.
 fn state_before(
     shard: &Shard,
